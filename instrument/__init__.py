@@ -1,0 +1,53 @@
+"""logged-execution: trace and account for every AI-agent execution.
+
+``@logged_execution`` wraps an executor; each call yields one :class:`ExecutionRecord`, one
+OpenTelemetry span, and exactly-once writes to the configured store.
+"""
+
+from instrument.binding import literal
+from instrument.config import configure, flush, shutdown
+from instrument.context import ExecutionContext, current_execution, execution_context
+from instrument.decorator import logged_execution
+from instrument.errors import (
+    ConfigurationError,
+    InstrumentError,
+    RecordRejected,
+    SchemaMismatch,
+    StoreUnavailable,
+)
+from instrument.record import (
+    SCHEMA_VERSION,
+    ErrorInfo,
+    ExecutionRecord,
+    ExecutionResult,
+    MemoryUsage,
+    StepCounts,
+    TokenUsage,
+    ToolCall,
+    WorkflowShape,
+)
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "ConfigurationError",
+    "ErrorInfo",
+    "ExecutionContext",
+    "ExecutionRecord",
+    "ExecutionResult",
+    "InstrumentError",
+    "MemoryUsage",
+    "RecordRejected",
+    "SchemaMismatch",
+    "StepCounts",
+    "StoreUnavailable",
+    "TokenUsage",
+    "ToolCall",
+    "WorkflowShape",
+    "configure",
+    "current_execution",
+    "execution_context",
+    "flush",
+    "literal",
+    "logged_execution",
+    "shutdown",
+]

@@ -1,0 +1,162 @@
+"""Argument getters: dotted paths, callables and literals, compiled once per decorated function."""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections.abc import Callable, Mapping
+from typing import Any, Final, Union
+
+__all__ = ["ArgumentPlan", "FieldSpec", "Literal_", "compile_field", "literal"]
+
+_log = logging.getLogger("instrument")
+_MISSING: Final = object()
+
+
+class Literal_:
+    """A constant value for a record field (see :func:`literal`)."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: str) -> None:
+        self.value = value
+
+    def __repr__(self) -> str:
+        return f"literal({self.value!r})"
+
+
+def literal(value: str) -> Literal_:
+    """Use `value` itself, not a path into the arguments: ``agent_id=literal("support-bot")``."""
+    return Literal_(value)
+
+
+FieldSpec = Union[str, Callable[[Mapping[str, Any]], Any], Literal_, None]  # noqa: UP007
+Getter = Callable[[Any, tuple[Any, ...], dict[str, Any], Any], "str | None"]
+
+
+class ArgumentPlan:
+    """Where each parameter of a function is found in a call, for bound and unbound calls."""
+
+    __slots__ = (
+        "defaults", "has_var_kw", "index", "keyword_only", "names", "owner", "signature",
+        "static",
+    )
+
+    def __init__(self, fn: Callable[..., Any], *, static: bool, owner: str) -> None:
+        self.owner = owner
+        self.static = static
+        try:
+            self.signature: inspect.Signature | None = inspect.signature(fn)
+        except (TypeError, ValueError):
+            self.signature = None
+        params = list(self.signature.parameters.values()) if self.signature else []
+        self.names = [p.name for p in params
+                      if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+        self.index = {n: i for i, n in enumerate(self.names)}
+        self.defaults = {p.name: p.default for p in params if p.default is not p.empty}
+        self.has_var_kw = any(p.kind is p.VAR_KEYWORD for p in params)
+        self.keyword_only = {p.name for p in params if p.kind is p.KEYWORD_ONLY}
+
+    def knows(self, name: str) -> bool:
+        return name in self.index or name in self.keyword_only or self.has_var_kw
+
+    def getter(self, name: str) -> Callable[[Any, tuple[Any, ...], dict[str, Any]], Any]:
+        idx = self.index.get(name)
+        default = self.defaults.get(name, _MISSING)
+        static = self.static
+
+        def get(instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+            if idx is not None:
+                i = idx
+                if instance is not None and not static:
+                    if idx == 0:
+                        return instance  # self / cls, bound by the method call
+                    i = idx - 1
+                if i < len(args):
+                    return args[i]
+            return kwargs.get(name, default)
+
+        return get
+
+    def bound(self, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+              ) -> dict[str, Any]:
+        """The full name -> value mapping (only built when a callable field needs it)."""
+        full = (instance, *args) if instance is not None and not self.static else args
+        mapping = dict(self.defaults)
+        mapping.update(zip(self.names, full, strict=False))
+        mapping.update(kwargs)
+        return mapping
+
+
+def _as_text(value: Any) -> str | None:
+    if value is None or value is _MISSING:
+        return None
+    return value if isinstance(value, str) else str(value)
+
+
+def compile_field(plan: ArgumentPlan, field: str, spec: FieldSpec) -> Getter:
+    """A getter(instance, args, kwargs, owner_plan) -> str | None for one record field."""
+    if spec is None:
+        return _none
+    if isinstance(spec, Literal_):
+        value = spec.value
+
+        def const(_i: Any, _a: tuple[Any, ...], _k: dict[str, Any], _p: Any) -> str | None:
+            return value
+
+        return const
+    if callable(spec):
+        fn = spec
+
+        def call(i: Any, a: tuple[Any, ...], k: dict[str, Any], p: Any) -> str | None:
+            try:
+                return _as_text(fn(plan.bound(i, a, k)))
+            except Exception as exc:  # a user callable that fails yields None, never an error
+                _warn_once(p, field, f"{field}= callable raised {type(exc).__name__}: {exc}")
+                return None
+
+        return call
+    if not isinstance(spec, str) or not spec:
+        raise TypeError(
+            f"{field}= must be a dotted path string, a callable or instrument.literal(...), "
+            f"got {spec!r}"
+        )
+    root, *parts = spec.split(".")
+    if not plan.knows(root):
+        _log.warning(
+            "logged-execution: %s has no parameter %r (from %s=%r); the field will be None. "
+            "Use instrument.literal(%r) for a constant.", plan.owner, root, field, spec, spec,
+        )
+    get_root = plan.getter(root)
+
+    def path(i: Any, a: tuple[Any, ...], k: dict[str, Any], p: Any) -> str | None:
+        obj = get_root(i, a, k)
+        for part in parts:
+            if obj is None or obj is _MISSING:
+                break
+            try:
+                if isinstance(obj, Mapping):
+                    obj = obj.get(part, _MISSING)
+                else:
+                    obj = getattr(obj, part, _MISSING)
+            except Exception:  # a raising property/__getitem__/__class__: the path is unresolved
+                obj = _MISSING
+        if obj is _MISSING:
+            _warn_once(p, field, f"{field}={spec!r} did not resolve in a call")
+            return None
+        return _as_text(obj)
+
+    return path
+
+
+def _none(_i: Any, _a: tuple[Any, ...], _k: dict[str, Any], _p: Any) -> None:
+    return None
+
+
+def _warn_once(owner_plan: Any, field: str, message: str) -> None:
+    warned: set[str] | None = getattr(owner_plan, "warned", None)
+    if warned is None or field in warned:
+        return
+    warned.add(field)
+    _log.warning("logged-execution: %s: %s; the field is None (warned once per function)",
+                 getattr(owner_plan, "qualname", "?"), message)

@@ -1,0 +1,194 @@
+"""`instrument doctor`: is everything the SDK needs in place? Each problem comes with its fix."""
+
+from __future__ import annotations
+
+import importlib
+import socket
+import urllib.parse
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from instrument.cli.common import (
+    EXIT_OK,
+    EXIT_PROBLEM,
+    CliError,
+    console,
+    database_url_option,
+    first_line,
+    json_option,
+    open_store_for,
+    print_json,
+    settings_for,
+    store_call,
+)
+from instrument.cli.render import checks_table
+from instrument.config import Settings, describe
+from instrument.stores import mask_url
+from instrument.stores.base import Store
+
+__all__ = ["doctor", "run_checks"]
+
+Check = dict[str, Any]
+
+
+def _check(name: str, status: str, detail: str, fix: str = "") -> Check:
+    return {"check": name, "status": status, "detail": detail, "fix": fix}
+
+
+def _expected_version(dialect: str) -> int | None:
+    try:
+        migrations: Any = importlib.import_module("instrument.stores.migrations")
+    except ImportError:
+        return None
+    per_dialect = getattr(migrations, "expected_version", None)
+    if per_dialect is not None:
+        return int(per_dialect("sqlite" if dialect == "sqlite" else "postgres"))
+    value = getattr(migrations, "EXPECTED_VERSION", None)
+    return int(value) if value is not None else None
+
+
+def _store_checks(store: Store, url_flag: str) -> list[Check]:
+    migrate = f"instrument migrate{url_flag}"
+    try:
+        version = store_call(store, store.schema_version)
+    except CliError as exc:
+        msg = str(exc)
+        if "instrument migrate" in msg:  # reachable, but the schema is missing or broken
+            return [_check("database", "ok", f"reachable: {store.display_url}"),
+                    _check("schema", "fail", msg, f"run `{migrate}`")]
+        return [_check("database", "fail", msg,
+                       "start the database, or point --database-url / INSTRUMENT_DATABASE_URL "
+                       "at a reachable one"),
+                _check("schema", "skip", "database not reachable")]
+    checks = [_check("database", "ok", f"reachable: {store.display_url} ({store.dialect})")]
+    expected = _expected_version(store.dialect)
+    if version is None:
+        checks.append(_check("schema", "fail", "no schema in this database",
+                             f"run `{migrate}`"))
+    elif expected is None:
+        checks.append(_check("schema", "warn", f"schema v{version}; expected version unknown",
+                             "upgrade logged-execution"))
+    elif version < expected:
+        checks.append(_check("schema", "fail", f"schema v{version}, expected v{expected}",
+                             f"run `{migrate}`"))
+    elif version > expected:
+        checks.append(_check("schema", "fail",
+                             f"schema v{version} is newer than this SDK (expects v{expected})",
+                             "upgrade: pip install -U logged-execution"))
+    else:
+        checks.append(_check("schema", "ok", f"schema v{version} (expected v{expected})"))
+    return checks
+
+
+def _tcp_reachable(endpoint: str, default_port: int, timeout_s: float = 2.0) -> str | None:
+    """None when a TCP connection to the endpoint's host:port opens, else why not."""
+    parsed = urllib.parse.urlsplit(endpoint if "://" in endpoint else f"//{endpoint}")
+    host = parsed.hostname or "localhost"
+    try:
+        port = parsed.port or {"https": 443, "http": default_port}.get(parsed.scheme,
+                                                                        default_port)
+    except ValueError:
+        return f"invalid endpoint {endpoint!r}"
+    try:
+        with socket.create_connection((host, port), timeout=timeout_s):
+            return None
+    except OSError as exc:
+        return f"{host}:{port}: {exc.strerror or exc}"
+
+
+def _otlp_check(settings: Settings) -> Check:
+    from instrument.otel_config import resolve_otel
+
+    cfg = resolve_otel(settings)
+    if cfg.disabled:
+        return _check("otlp", "skip", "OTEL_SDK_DISABLED=true: no spans are exported")
+    traces = cfg.traces
+    if not traces.otlp:
+        kinds = ", ".join(traces.kinds) or "none"
+        return _check("otlp", "skip", f"no OTLP endpoint configured (traces exporter: {kinds})",
+                      "set OTEL_EXPORTER_OTLP_ENDPOINT to export spans (docs/tracing-and-"
+                      "jaeger.md)")
+    default_port = 4317 if traces.protocol == "grpc" else 4318
+    problem = _tcp_reachable(traces.endpoint, default_port)
+    if problem is None:
+        return _check("otlp", "ok", f"{traces.endpoint} reachable ({traces.protocol})")
+    return _check("otlp", "fail", f"{traces.endpoint} not reachable: {problem}",
+                  "start the collector (e.g. docker run -p 4317:4317 -p 4318:4318 "
+                  "-p 16686:16686 jaegertracing/all-in-one) or unset "
+                  "OTEL_EXPORTER_OTLP_ENDPOINT")
+
+
+def _spool_checks(settings: Settings, url_flag: str) -> list[Check]:
+    from instrument import spool
+
+    directory = spool.resolve_spool_dir(settings)
+    if directory is None:
+        return [_check("spool", "warn", "the spool is off: undelivered records are lost when "
+                       "the process exits", "set INSTRUMENT_SPOOL_DIR (or remove `off`)")]
+    backlog: Callable[..., Any] | None = getattr(spool, "backlog", None)
+    if backlog is not None:
+        pending = int(backlog(settings))
+        what = f"{pending} record(s) waiting"
+    else:
+        files, size = spool.spool_usage(directory)
+        pending = size
+        what = f"{files} segment file(s), {size:,} bytes"
+    checks = [
+        _check("spool", "warn", f"{directory}: {what}", f"run `instrument replay{url_flag}` "
+               "once the database is reachable") if pending
+        else _check("spool", "ok", f"{directory}: empty")
+    ]
+    bad = spool.quarantined(settings)
+    if bad:
+        kinds = sorted({q.error_type for q in bad})
+        checks.append(_check(
+            "quarantine", "fail",
+            f"{len(bad)} record(s) refused by the store ({', '.join(kinds)}): "
+            f"{first_line(Exception(bad[-1].error))}",
+            f"read {directory / spool.QUARANTINE_FILE}, fix the cause (often `instrument "
+            f"migrate{url_flag}`), then replay them or delete the file",
+        ))
+    else:
+        checks.append(_check("quarantine", "ok", "no quarantined records"))
+    return checks
+
+
+def run_checks(settings: Settings, database_url: str | None) -> list[Check]:
+    """Every check, in order. Never raises for a problem it can describe."""
+    url_flag = f" --database-url {mask_url(database_url)}" if database_url else ""
+    with open_store_for(settings) as store:
+        checks = _store_checks(store, url_flag)
+    checks.append(_otlp_check(settings))
+    checks.extend(_spool_checks(settings, url_flag))
+    return checks
+
+
+@click.command()
+@database_url_option
+@json_option
+def doctor(database_url: str | None, as_json: bool) -> int:
+    """Check the store, the schema version, the OTLP endpoint, the spool and the quarantine.
+
+    Exits 1 when a check fails (each failure names its fix); warnings do not fail.
+    """
+    settings = settings_for(database_url)
+    checks = run_checks(settings, database_url)
+    failed = [c for c in checks if c["status"] == "fail"]
+    shown = describe(settings)
+    shown["database_url"] = mask_url(settings.database_url)
+    if as_json:
+        print_json({"ok": not failed, "settings": shown, "checks": checks})
+    else:
+        out = console()
+        out.print("Settings: " + "  ".join(
+            f"{k}={','.join(v) if isinstance(v, list) else v}" for k, v in shown.items()
+            if v not in (None, False)))
+        out.print(checks_table(checks))
+    if failed:
+        first = failed[0]
+        click.echo(f"error: {len(failed)} problem(s) found; {first['check']}: {first['detail']}"
+                   f" -> {first['fix']}", err=True)
+        return EXIT_PROBLEM
+    return EXIT_OK

@@ -1,0 +1,167 @@
+"""`instrument stats` and `instrument tail`: read what the writers stored."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import click
+
+from adapters.registry import available_adapters
+from instrument.cli.common import (
+    EXIT_OK,
+    EXIT_USAGE,
+    CliError,
+    console,
+    database_url_option,
+    json_option,
+    open_store_for,
+    pick,
+    print_json,
+    settings_for,
+    store_call,
+)
+from instrument.cli.render import agents_table, ais_table, executions_table
+from instrument.cli.summary import agent_summaries, dynamic_ranges
+from instrument.stores.base import ExecutionFilter, Store
+
+__all__ = ["stats", "tail"]
+
+
+def _unknown_agent(agent_id: str, known: Sequence[str]) -> CliError:
+    hint = f"known agents: {', '.join(known[:10])}" if known else "no agent has runs yet"
+    return CliError(
+        f"unknown agent {agent_id!r}: no executions recorded for it ({hint}); "
+        "check the id with `instrument tail`", EXIT_USAGE,
+    )
+
+
+@click.command()
+@database_url_option
+@json_option
+@click.option("--agent", "agent_id", metavar="AGENT_ID", default=None, help="Only this agent.")
+@click.option("--recompute-ranges", is_flag=True,
+              help="Score with dynamic ranges (95th percentile across agents) computed now, "
+              "instead of the best-practice ranges.")
+def stats(database_url: str | None, as_json: bool, agent_id: str | None,
+          recompute_ranges: bool) -> int:
+    """Per-agent runs, success rate, tokens, duration and intensity (AIS) scores."""
+    settings = settings_for(database_url)
+    with open_store_for(settings) as store:
+        stats_rows = store_call(store, store.agent_stats)
+        intensity_rows = store_call(store, lambda: store.intensity_metrics(None))
+        url = store.display_url
+    ranges = dynamic_ranges(intensity_rows) if recompute_ranges else None
+    note = None
+    if recompute_ranges and not ranges:
+        ranges = None
+        note = ("dynamic ranges need at least 10 executions across agents; "
+                "scored with the best-practice ranges")
+    summaries = agent_summaries(stats_rows, intensity_rows, ranges)
+    if agent_id is not None:
+        known = [s["agent_id"] for s in summaries]
+        summaries = [s for s in summaries if s["agent_id"] == agent_id]
+        if not summaries:
+            raise _unknown_agent(agent_id, known)
+    if as_json:
+        data: dict[str, Any] = {"database": url, "ranges": ranges if ranges is not None
+                                else "best-practice", "agents": summaries}
+        if note:
+            data["note"] = note
+        print_json(data)
+        return EXIT_OK
+    out = console()
+    if not summaries:
+        out.print(f"No executions recorded yet in {url}. Run `instrument demo`, or call a "
+                  "function decorated with @logged_execution.")
+        return EXIT_OK
+    if note:
+        out.print(f"Note: {note}.")
+    elif ranges:
+        out.print("Scored with dynamic ranges: "
+                  + ", ".join(f"{k} {lo:g}-{hi:g}" for k, (lo, hi) in sorted(ranges.items())))
+    out.print(agents_table(summaries, title=f"Agents in {url}"))
+    out.print(ais_table(summaries))
+    return EXIT_OK
+
+
+def _row_id(row: Mapping[str, Any]) -> str:
+    return str(pick(row, "id", "execution_id"))
+
+
+def _chronological(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    return sorted(rows, key=lambda r: str(pick(r, "started_at", "created_at") or ""))
+
+
+def _emit(rows: Sequence[Mapping[str, Any]], as_json: bool, *, header: bool) -> None:
+    if as_json:
+        for r in rows:
+            click.echo(json.dumps(r, default=str, separators=(",", ":")))
+        return
+    table = executions_table(rows)
+    if not header:
+        table.show_header = False
+        table.title = None
+    console().print(table)
+
+
+def _check_filters(store: Store, where: ExecutionFilter) -> None:
+    """An empty result for an agent or engine nobody has seen is a typo: say so."""
+    if where.agent_id is not None:
+        stats_rows = store_call(store, store.agent_stats)
+        known = sorted({str(r["agent_id"]) for r in stats_rows if r.get("agent_id")})
+        if where.agent_id not in known:
+            raise _unknown_agent(where.agent_id, known)
+    if where.engine is not None and where.engine not in available_adapters():
+        raise CliError(f"unknown engine {where.engine!r}; engines here: "
+                       f"{', '.join(available_adapters())}", EXIT_USAGE)
+
+
+@click.command()
+@database_url_option
+@json_option
+@click.option("-n", "--limit", default=20, show_default=True, type=click.IntRange(1, 10_000),
+              help="How many recent executions to show.")
+@click.option("--agent", "agent_id", metavar="AGENT_ID", default=None, help="Only this agent.")
+@click.option("--user", "user_id", metavar="USER_ID", default=None, help="Only this user.")
+@click.option("--status", type=click.Choice(["completed", "failed"]), default=None,
+              help="Only completed or only failed executions.")
+@click.option("--engine", metavar="ENGINE", default=None,
+              help="Only this engine (orchestrator, agentkit, openai_agents, ...).")
+@click.option("-f", "--follow", is_flag=True, help="Keep printing new executions as they land.")
+@click.option("--interval", default=1.0, show_default=True, type=click.FloatRange(0.05, 3600),
+              help="With --follow: seconds between polls.")
+@click.option("--timeout", default=None, type=click.FloatRange(0), metavar="SECONDS",
+              help="With --follow: stop after SECONDS (default: until Ctrl-C).")
+def tail(database_url: str | None, as_json: bool, limit: int, agent_id: str | None,
+         user_id: str | None, status: str | None, engine: str | None, follow: bool,
+         interval: float, timeout: float | None) -> int:
+    """Recent executions, oldest first. --json prints one JSON object per line."""
+    settings = settings_for(database_url)
+    where = ExecutionFilter(agent_id=agent_id, user_id=user_id, status=status, engine=engine)
+    with open_store_for(settings) as store:
+        rows = _chronological(store_call(store, lambda: store.recent_executions(limit, where)))
+        if not rows and not follow:
+            _check_filters(store, where)
+            if not as_json:
+                console().print(f"No executions match in {store.display_url}.")
+            return EXIT_OK
+        _emit(rows, as_json, header=True)
+        if not follow:
+            return EXIT_OK
+        seen = {_row_id(r) for r in rows}
+        deadline = None if timeout is None else time.monotonic() + timeout
+        try:
+            while deadline is None or time.monotonic() < deadline:
+                time.sleep(interval if deadline is None
+                           else max(0.0, min(interval, deadline - time.monotonic())))
+                batch = store_call(store, lambda: store.recent_executions(max(limit, 200), where))
+                new = [r for r in _chronological(batch) if _row_id(r) not in seen]
+                if new:
+                    seen.update(_row_id(r) for r in new)
+                    _emit(new, as_json, header=False)
+        except KeyboardInterrupt:
+            return EXIT_OK
+    return EXIT_OK

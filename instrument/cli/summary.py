@@ -1,0 +1,95 @@
+"""Per-agent summaries for `stats` and `demo`: agent_stats joined with the AIS scores.
+
+The AIS formulas live in :mod:`instrument.ais`; this module only joins rows and picks the
+numbers to show. A value the store did not measure stays ``None`` (shown as "–").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from instrument import ais
+from instrument.ais import COMPONENTS
+from instrument.cli.common import pick
+from instrument.writers import intensity
+
+__all__ = ["COMPONENTS", "agent_summaries", "ais_scores", "dynamic_ranges"]
+
+
+def _num(v: Any) -> float | None:
+    if v is None or isinstance(v, bool):
+        return None
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return None
+
+
+def ais_scores(row: Mapping[str, Any],
+               ranges: Mapping[str, tuple[float, float]] | None = None) -> dict[str, Any]:
+    """Component scores, execution/combined score and multiplier for one intensity row.
+
+    The scores the intensity writer stored (what billing reads), or, with dynamic `ranges`,
+    scores recomputed from the stored aggregates by :func:`instrument.ais.score`.
+    """
+    config = ais.AISConfig().with_ranges(ranges) if ranges else None
+    got = intensity.agent_scores(row, config)
+    comps = {c: _num(pick(got, *_component_names(c))) for c in COMPONENTS}
+    combined = _num(pick(got, "combined_score", "intensity_score"))
+    multiplier = _num(got.get("multiplier"))
+    if multiplier is None and combined is not None:
+        multiplier = ais.multiplier(combined)
+    return {"components": comps, "execution_score": _num(got.get("execution_score")),
+            "combined_score": combined, "multiplier": multiplier}
+
+
+def dynamic_ranges(rows: Sequence[Mapping[str, Any]]) -> dict[str, tuple[float, float]]:
+    """The fleet's dynamic ranges (AIS.md), computed now from every agent's aggregates."""
+    return ais.dynamic_ranges([intensity.aggregates_from_row(r) for r in rows])
+
+
+def _component_names(component: str) -> tuple[str, ...]:
+    names = (component, f"{component}_complexity_score", f"{component}_component_score")
+    # "execution_score" is the blended score, not the execution component.
+    return names if component == "execution" else (*names, f"{component}_score")
+
+
+def agent_summaries(
+    stats_rows: Sequence[Mapping[str, Any]],
+    intensity_rows: Sequence[Mapping[str, Any]],
+    ranges: Mapping[str, tuple[float, float]] | None = None,
+) -> list[dict[str, Any]]:
+    """One JSON-safe dict per agent, sorted by agent id."""
+    stats = {str(r["agent_id"]): r for r in stats_rows if r.get("agent_id") is not None}
+    intensity = {str(r["agent_id"]): r for r in intensity_rows if r.get("agent_id") is not None}
+    out: list[dict[str, Any]] = []
+    for agent in sorted(set(stats) | set(intensity)):
+        s = stats.get(agent, {})
+        i = intensity.get(agent, {})
+        runs = pick(s, "run_count") if s else pick(i, "total_executions")
+        ok = pick(s, "success_count") if s else pick(i, "successful_executions")
+        failed = pick(s, "failure_count") if s else pick(i, "failed_executions")
+        tokens = pick(s, "total_tokens") if s else pick(i, "total_tokens_used")
+        total_ms = _num(pick(s, "total_duration_ms")) if s else _num(pick(i, "total_duration_ms"))
+        runs_n = int(runs) if runs is not None else 0
+        summary: dict[str, Any] = {
+            "agent_id": agent,
+            "user_id": pick(s, "user_id") or pick(i, "user_id"),
+            "runs": runs_n,
+            "successes": int(ok) if ok is not None else None,
+            "failures": int(failed) if failed is not None else None,
+            "success_rate": round(100.0 * int(ok) / runs_n, 1) if ok is not None and runs_n
+            else None,
+            "total_tokens": int(tokens) if tokens is not None else None,
+            "mean_duration_ms": round(total_ms / runs_n, 1) if total_ms is not None and runs_n
+            else None,
+            "last_run_at": pick(s, "last_run_at"),
+            "last_run_status": pick(s, "last_run_status"),
+        }
+        summary.update(ais_scores(i, ranges) if i else {
+            "components": dict.fromkeys(COMPONENTS), "execution_score": None,
+            "combined_score": None, "multiplier": None,
+        })
+        out.append(summary)
+    return out

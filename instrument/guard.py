@@ -1,0 +1,60 @@
+"""The one guard for the SDK's own failures: log (rate limited), re-raise only in strict mode."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+__all__ = ["internal_error"]
+
+_log = logging.getLogger("instrument")
+_INTERVAL_S = 60.0
+_last: dict[str, float] = {}
+_suppressed: dict[str, int] = {}
+_lock = threading.Lock()
+
+
+def _strict() -> bool:
+    from instrument import runtime  # late: runtime imports modules that use this guard
+
+    rt = runtime.peek()
+    if rt is not None:
+        return rt.settings.strict
+    from instrument.config import env_flag
+
+    try:
+        return bool(env_flag("INSTRUMENT_STRICT"))
+    except ValueError:
+        return False
+
+
+def internal_error(
+    what: str,
+    exc: BaseException | None = None,
+    *,
+    decoration: bool = False,
+    strict_raise: bool = True,
+) -> None:
+    """Report an SDK-internal failure. In strict mode (INSTRUMENT_STRICT=1) raise it instead.
+
+    Must be called from inside an ``except`` block when `exc` is given (a bare ``raise`` then
+    re-raises it unchanged). `strict_raise=False` marks conditions that are the *user's* data
+    (a result no adapter understands): they are logged, never raised.
+    """
+    if strict_raise and _strict():
+        if exc is not None:
+            raise exc
+        raise RuntimeError(what)
+    now = time.monotonic()
+    with _lock:
+        last = _last.get(what)
+        if last is not None and now - last < _INTERVAL_S:
+            _suppressed[what] = _suppressed.get(what, 0) + 1
+            return
+        _last[what] = now
+        n = _suppressed.pop(what, 0)
+    suffix = f" ({n} similar messages suppressed)" if n else ""
+    level = logging.WARNING if decoration or exc is None else logging.ERROR
+    _log.log(level, "logged-execution: %s%s", what, suffix,
+             exc_info=(type(exc), exc, exc.__traceback__) if exc is not None else None)

@@ -1,0 +1,145 @@
+"""Masking of secret-looking values before a record leaves the core (spans and writers).
+
+Two mechanisms, both applied by :class:`Redactor`:
+
+* **Patterns** over text: API keys (``sk-...``, ``sk_live_...``, GitHub/Slack/AWS/Google key
+  shapes), ``Bearer``/``Basic`` credentials, JWTs, PEM private keys, the password in a
+  connection string (``postgresql://user:[REDACTED]@host/db``) and ``password=``/``api_key:``
+  style assignments. Extra patterns come from ``Settings.redact_patterns``
+  (``INSTRUMENT_REDACT_PATTERNS``, ``;;``-separated). A pattern with a named group ``secret``
+  masks only that group; otherwise the whole match is masked.
+* **Keys** in JSON objects: the value under a key named like a secret (``password``,
+  ``api_key``, ``access_token``, ``client_secret``, ``Authorization``, ``cookie``...) is masked
+  whatever it looks like. Counts such as ``total_tokens`` are not secrets and are kept.
+
+:meth:`Redactor.json` is recursion-safe: cycles become ``"[CYCLE]"`` and nesting deeper than
+:data:`MAX_DEPTH` becomes ``"[TOO DEEP]"``, so a hostile extras value cannot hang or crash it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from typing import Final
+
+from instrument.errors import ConfigurationError
+
+__all__ = ["DEFAULT_PATTERNS", "MASK", "MAX_DEPTH", "Redactor", "is_secret_key"]
+
+MASK: Final = "[REDACTED]"
+MAX_DEPTH: Final = 32
+
+_Q = r"""["']?"""  # an optional quote around keys and values in JSON/YAML/env text
+_SCHEMES = r"bearer|basic|digest|token|negotiate|apikey"
+
+DEFAULT_PATTERNS: tuple[str, ...] = (
+    # OpenAI / Anthropic style keys: sk-..., sk-proj-..., sk-ant-...
+    r"\bsk-[A-Za-z0-9_\-]{8,}",
+    # Stripe-style live/test keys: sk_live_..., rk_test_..., pk_live_...
+    r"\b(?:sk|rk|pk)_(?:live|test)_[A-Za-z0-9]{8,}",
+    # GitHub tokens, Slack tokens, AWS access key ids, Google API keys
+    r"\bgh[pousr]_[A-Za-z0-9]{20,}",
+    r"\bgithub_pat_[A-Za-z0-9_]{20,}",
+    r"\bxox[abprs]-[A-Za-z0-9\-]{10,}",
+    r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b",
+    r"\bAIza[0-9A-Za-z_\-]{35}",
+    # Authorization header values: any scheme after "Authorization", "Bearer <token>" anywhere
+    r"\bauthorization" + _Q + r"\s*[:=]\s*" + _Q + r"(?:" + _SCHEMES + r")?\s*"
+    + r"(?!(?:" + _SCHEMES + r")\b)(?P<secret>[A-Za-z0-9._\-~+/]{6,}=*)",
+    r"\bbearer\s+(?P<secret>[A-Za-z0-9._\-~+/]{8,}=*)",
+    # JWTs (header.payload.signature, base64url)
+    r"\beyJ[A-Za-z0-9_\-]{5,}\.[A-Za-z0-9_\-]{5,}\.[A-Za-z0-9_\-]+",
+    # PEM private keys
+    r"-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?(?:-----END [A-Z ]*PRIVATE KEY-----|\Z)",
+    # user:password@ in connection strings and URLs (the user name is kept)
+    r"\b[a-zA-Z][a-zA-Z0-9+.\-]*://[^\s:/@]*:(?P<secret>[^\s/]+)@",
+    # password=..., "api_key": "...", secret: ..., token=... (key kept, value masked)
+    r"(?i:\b[a-z0-9_\-]*(?:password|passwd|pwd|passphrase|secret|api[_\-]?key|access[_\-]?key"
+    r"|private[_\-]?key|auth[_\-]?token|access[_\-]?token|refresh[_\-]?token|session[_\-]?token"
+    r"|client[_\-]?secret|token))" + _Q + r"\s*[:=]\s*" + _Q
+    + r"""(?P<secret>[^\s"',;&}]+)""",
+)
+
+# Names (lowercased, separators removed) whose values are secrets whatever they look like.
+_SECRET_KEY: Final = re.compile(
+    r"(password|passwd|passphrase|secret|apikey|accesskey|privatekey|credential|authorization"
+    r"|cookie)"
+    r"|(token|pwd|auth|bearer|signature|sessionkey)$"
+)
+_NOT_ALNUM: Final = re.compile(r"[^a-z0-9]")
+
+
+def is_secret_key(name: str) -> bool:
+    """Whether a JSON key names a secret: ``api_key``, ``X-Auth-Token``, ``clientSecret``...
+
+    Token *counts* are not secrets: ``total_tokens``/``tokensSaved`` do not match.
+    """
+    return _SECRET_KEY.search(_NOT_ALNUM.sub("", name.lower())) is not None
+
+
+def _compile(pattern: str) -> re.Pattern[str]:
+    try:
+        return re.compile(pattern, re.IGNORECASE)
+    except re.error as exc:
+        raise ConfigurationError(
+            f"redact pattern {pattern!r} is not a valid regular expression ({exc}); fix "
+            "INSTRUMENT_REDACT_PATTERNS (';;'-separated) or configure(redact_patterns=...)"
+        ) from None
+
+
+def _mask(match: re.Match[str]) -> str:
+    if "secret" in match.re.groupindex and match.group("secret") is not None:
+        start, end = match.span("secret")
+        whole = match.group(0)
+        base = match.start(0)
+        return whole[: start - base] + MASK + whole[end - base:]
+    return MASK
+
+
+class Redactor:
+    """Masks secrets in strings and, recursively, in JSON values (by pattern and by key)."""
+
+    __slots__ = ("_patterns",)
+
+    def __init__(self, extra_patterns: Iterable[str] = (), *, defaults: bool = True) -> None:
+        """`extra_patterns` are added to the defaults (``defaults=False`` drops those).
+
+        Raises :class:`ConfigurationError` naming the pattern when one does not compile.
+        """
+        patterns = (*DEFAULT_PATTERNS, *extra_patterns) if defaults else tuple(extra_patterns)
+        self._patterns = tuple(_compile(p) for p in patterns if p)
+
+    def text(self, value: str) -> str:
+        """`value` with every secret-looking substring replaced by ``[REDACTED]``."""
+        for pattern in self._patterns:
+            value = pattern.sub(_mask, value)
+        return value
+
+    def json(self, value: object) -> object:
+        """A copy of a JSON value with secrets masked; non-JSON leaves are returned as is."""
+        return self._json(value, 0, set())
+
+    def _json(self, value: object, depth: int, path: set[int]) -> object:
+        if isinstance(value, str):
+            return self.text(value)
+        if not isinstance(value, (dict, list, tuple, Mapping)):
+            return value
+        if depth >= MAX_DEPTH:
+            return "[TOO DEEP]"
+        key = id(value)
+        if key in path:
+            return "[CYCLE]"
+        path.add(key)
+        try:
+            if isinstance(value, Mapping):
+                out: dict[object, object] = {}
+                for k, v in value.items():
+                    if isinstance(k, str):
+                        masked = is_secret_key(k) and v is not None and not isinstance(v, bool)
+                        out[self.text(k)] = MASK if masked else self._json(v, depth + 1, path)
+                    else:
+                        out[k] = self._json(v, depth + 1, path)
+                return out
+            return [self._json(v, depth + 1, path) for v in value]
+        finally:
+            path.discard(key)

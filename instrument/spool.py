@@ -1,0 +1,489 @@
+"""The durable spool: undelivered records on local disk, per-process append-only segments.
+
+Layout of a spool directory (one directory per store; see :func:`resolve_spool_dir`)::
+
+    <owner>.lock            flock()ed for the owner's lifetime; free lock = dead owner
+    <owner>.<seq>.seg       JSON lines: {"schema_version": N, "record": {...}}
+    <owner>.<seq>.ack       byte offset up to which the segment is acknowledged
+    quarantine.jsonl        records the store refused, with their error
+
+``<owner>`` is ``<pid>-<random>``: every process (and every forked child) writes its own
+segments, so appends never interleave across processes. A process that finds an owner whose lock
+it can take (the owner died: ``kill -9``, ``os._exit``, a crash) *adopts* it: it holds that lock
+while it replays the segments from their acknowledged offsets, so two processes never replay the
+same record. Only the window between a store commit and its acknowledgement can deliver a record
+twice (crash in between); the store's idempotency by execution_id absorbs that one.
+
+Durability: the call path appends with one ``write(2)`` (no fsync): the record survives the
+process being killed at any later instant. The background worker ``fsync``s the segment once per
+batch before writing it to the store, so after power loss at most the records of the last
+batch interval are missing. Acknowledgements are not fsynced (losing one re-delivers, and the
+store deduplicates).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import hashlib
+import json
+import logging
+import os
+import re
+import secrets
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from instrument.record import SCHEMA_VERSION, ExecutionRecord
+from instrument.stores import mask_url
+
+if TYPE_CHECKING:
+    from instrument.config import Settings
+
+__all__ = [
+    "Entry",
+    "Orphan",
+    "QuarantinedRecord",
+    "SegmentWriter",
+    "backlog",
+    "encode",
+    "find_orphans",
+    "quarantined",
+    "resolve_spool_dir",
+    "spool_usage",
+]
+
+_log = logging.getLogger(__name__)
+
+#: A segment is sealed and a new one started past this size.
+SEGMENT_MAX_BYTES = 32 * 1024 * 1024
+#: Once everything is acknowledged, an active segment past this size is replaced by a new one
+#: (and deleted), so a healthy process keeps little on disk.
+SEGMENT_RECYCLE_BYTES = 4 * 1024 * 1024
+QUARANTINE_FILE = "quarantine.jsonl"
+_SEG_RE = re.compile(r"^(?P<owner>\d+-[0-9a-f]+)\.(?P<seq>\d+)\.seg$")
+_LOCK_RE = re.compile(r"^(?P<owner>\d+-[0-9a-f]+)\.lock$")
+
+
+def resolve_spool_dir(settings: Settings) -> Path | None:
+    """The spool directory for these settings, or ``None`` when the spool is off.
+
+    Explicit ``spool_dir`` (argument or INSTRUMENT_SPOOL_DIR) wins; ``off`` disables it. The
+    default is ``<db file>.spool`` next to a SQLite database, and for network stores
+    ``~/.cache/logged-execution/spool/<hash of the masked URL>`` (one queue per database, so
+    records are never replayed into another database). An in-memory SQLite database has none.
+    """
+    raw = settings.spool_dir
+    if raw is not None:
+        if raw.strip().lower() in ("off", "none", "false", "0", "disabled"):
+            return None
+        return Path(raw).expanduser()
+    url = settings.database_url
+    if url.startswith("sqlite:///"):
+        path = url[len("sqlite:///"):]
+        if not path or path == ":memory:":
+            return None
+        return Path(path + ".spool")
+    if url.startswith("sqlite://"):
+        return None
+    identity = mask_url(url)
+    if url == "supabase" or url.startswith("supabase://"):
+        identity += "|" + (settings.supabase_url or "")  # one queue per Supabase project
+    digest = hashlib.sha256(identity.encode()).hexdigest()[:16]
+    return Path("~/.cache/logged-execution/spool").expanduser() / digest
+
+
+def encode(record: ExecutionRecord) -> bytes:
+    """One spool line: the record's JSON and its schema version."""
+    body = record.model_dump_json()
+    return b'{"schema_version":%d,"record":%s}\n' % (record.schema_version, body.encode())
+
+
+@dataclass(slots=True)
+class Entry:
+    """One spooled record read back (``record`` is ``None`` for an unreadable line)."""
+
+    seq: int
+    end: int
+    record: ExecutionRecord | None
+    raw: str = ""
+    error: str = ""
+
+
+def _decode(seq: int, end: int, line: bytes) -> Entry:
+    text = line.decode("utf-8", "replace")
+    try:
+        obj = json.loads(line)
+        version = obj.get("schema_version")
+        if version != SCHEMA_VERSION:
+            return Entry(seq, end, None, text,
+                         f"spooled schema_version {version!r}; this SDK reads {SCHEMA_VERSION}")
+        return Entry(seq, end, ExecutionRecord.model_validate(obj["record"]))
+    except Exception as exc:  # a torn or corrupted line is quarantined, never fatal
+        return Entry(seq, end, None, text, f"unreadable spool entry: {exc}")
+
+
+def read_entries(path: Path, seq: int, offset: int, limit: int, stop: int | None = None
+                 ) -> tuple[list[Entry], int]:
+    """Up to `limit` entries from byte `offset` (not past `stop`); returns (entries, new offset).
+
+    A trailing line without a newline is returned as unreadable only when `stop` is ``None``
+    (the segment's writer is dead); otherwise it is still being written and is left alone.
+    """
+    entries: list[Entry] = []
+    try:
+        f = path.open("rb")
+    except FileNotFoundError:
+        return entries, offset
+    with f:
+        f.seek(offset)
+        pos = offset
+        while len(entries) < limit:
+            if stop is not None and pos >= stop:
+                break
+            line = f.readline() if stop is None else f.readline(stop - pos)
+            if not line:
+                break
+            if not line.endswith(b"\n") and stop is not None:
+                break
+            pos += len(line)
+            entries.append(_decode(seq, pos, line.rstrip(b"\n")))
+    return entries, pos
+
+
+def _read_ack(path: Path) -> int:
+    try:
+        return int(path.read_text().strip() or 0)
+    except (FileNotFoundError, ValueError):
+        return 0
+
+
+def _write_ack(path: Path, offset: int) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        os.pwrite(fd, b"%020d\n" % offset, 0)
+    finally:
+        os.close(fd)
+
+
+def _try_lock(path: Path) -> int | None:
+    """An fd holding an exclusive flock on `path`, or ``None`` when someone holds it."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        os.close(fd)
+        if exc.errno in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+            return None
+        raise
+    return fd
+
+
+class SegmentWriter:
+    """This process's side of the spool: appends lines and acknowledges delivered prefixes.
+
+    Not thread safe: the pipeline calls :meth:`append` under its submit lock, and the other
+    methods from its worker thread (they touch only sealed state or the ack files).
+    """
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        for _ in range(8):
+            owner = f"{os.getpid()}-{secrets.token_hex(4)}"
+            try:
+                directory.mkdir(parents=True, exist_ok=True)
+                lock_fd = _try_lock(directory / f"{owner}.lock")
+            except FileNotFoundError:  # another process removed the empty directory just now
+                continue
+            if lock_fd is not None:
+                break
+        else:  # pragma: no cover - eight random collisions in a row
+            raise RuntimeError(f"cannot create a spool owner lock in {directory}")
+        self.owner = owner
+        self._lock_fd: int | None = lock_fd
+        self.seq = 0
+        self.size = 0
+        #: sizes of sealed segments that still hold unacknowledged records
+        self.sealed: dict[int, int] = {}
+        #: sealed segments not fsynced yet (the worker does it; the call path never fsyncs)
+        self._unsynced: list[int] = []
+        self._fd: int | None = self._open(0)
+
+    def path(self, seq: int) -> Path:
+        return self.directory / f"{self.owner}.{seq:06d}.seg"
+
+    def _open(self, seq: int) -> int:
+        return os.open(self.path(seq), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+
+    def append(self, line: bytes) -> tuple[int, int]:
+        """Write one line; returns (segment seq, end offset). Caller serializes calls."""
+        if self.size and self.size + len(line) > SEGMENT_MAX_BYTES:
+            self._rotate()
+        fd = self._fd
+        assert fd is not None
+        view = memoryview(line)
+        try:
+            while view:
+                n = os.write(fd, view)
+                view = view[n:]
+        except OSError:
+            # disk full or similar: seal this segment at its real size (a torn tail is skipped
+            # by the reader) and start a fresh one, so later offsets stay exact
+            self.size = os.fstat(fd).st_size
+            self._rotate()
+            raise
+        self.size += len(line)
+        return self.seq, self.size
+
+    def _rotate(self) -> None:
+        assert self._fd is not None
+        os.close(self._fd)
+        self.sealed[self.seq] = self.size
+        self._unsynced.append(self.seq)
+        self.seq += 1
+        self.size = 0
+        self._fd = self._open(self.seq)
+
+    def recycle(self) -> tuple[int, int] | None:
+        """Seal a large, fully acknowledged active segment; caller holds the submit lock and
+        then acknowledges the returned (seq, size), which deletes it."""
+        if self.size < SEGMENT_RECYCLE_BYTES:
+            return None
+        seq, size = self.seq, self.size
+        self._rotate()
+        return seq, size
+
+    def sync(self) -> None:
+        """fsync what was appended so far (the worker calls it once per batch)."""
+        while self._unsynced:
+            seq = self._unsynced.pop()
+            with contextlib.suppress(OSError):
+                sfd = os.open(self.path(seq), os.O_RDONLY)
+                try:
+                    os.fsync(sfd)
+                finally:
+                    os.close(sfd)
+        fd = self._fd
+        if fd is not None:
+            with contextlib.suppress(OSError):
+                os.fsync(fd)
+
+    def ack(self, seq: int, offset: int) -> None:
+        """Everything in segment `seq` before `offset` is delivered (or quarantined)."""
+        sealed = self.sealed.get(seq)
+        if sealed is not None and offset >= sealed:
+            del self.sealed[seq]
+            _remove(self.path(seq), self.path(seq).with_suffix(".ack"))
+            return
+        _write_ack(self.path(seq).with_suffix(".ack"), offset)
+
+    def read(self, seq: int, offset: int, limit: int, stop: int) -> tuple[list[Entry], int]:
+        return read_entries(self.path(seq), seq, offset, limit, stop)
+
+    def close(self, *, all_acked: bool) -> None:
+        """Stop writing; delete our files when nothing is pending, then release the lock."""
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+        if all_acked:
+            for seq in [*self.sealed, self.seq]:
+                _remove(self.path(seq), self.path(seq).with_suffix(".ack"))
+            self.sealed.clear()
+            _remove(self.directory / f"{self.owner}.lock")
+            with contextlib.suppress(OSError):
+                self.directory.rmdir()  # only succeeds when no other process uses it
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def abandon_after_fork(self) -> None:
+        """In a forked child: drop the parent's descriptors without touching its lock/files."""
+        for fd in (self._fd, self._lock_fd):
+            if fd is not None:
+                with contextlib.suppress(OSError):
+                    os.close(fd)  # closing our copy never releases the parent's flock
+        self._fd = self._lock_fd = None
+
+
+def _remove(*paths: Path) -> None:
+    for p in paths:
+        with contextlib.suppress(FileNotFoundError):
+            p.unlink()
+
+
+class Orphan:
+    """The segments of a dead owner, adopted under its lock and replayed in order."""
+
+    def __init__(self, directory: Path, owner: str, lock_fd: int) -> None:
+        self.directory = directory
+        self.owner = owner
+        self._lock_fd: int | None = lock_fd
+        self.segments = sorted(
+            int(m["seq"]) for p in directory.glob(f"{owner}.*.seg")
+            if (m := _SEG_RE.match(p.name)) is not None
+        )
+        self.offsets = {s: _read_ack(self._path(s).with_suffix(".ack")) for s in self.segments}
+
+    def _path(self, seq: int) -> Path:
+        return self.directory / f"{self.owner}.{seq:06d}.seg"
+
+    def pending(self) -> int:
+        """Records not yet acknowledged (counts lines; for progress reporting)."""
+        n = 0
+        for s in self.segments:
+            try:
+                with self._path(s).open("rb") as f:
+                    f.seek(self.offsets[s])
+                    n += sum(1 for _ in f)
+            except FileNotFoundError:
+                continue
+        return n
+
+    def next_batch(self, limit: int) -> list[Entry]:
+        while self.segments:
+            seq = self.segments[0]
+            entries, _ = read_entries(self._path(seq), seq, self.offsets[seq], limit)
+            if entries:
+                return entries
+            self.segments.pop(0)
+            _remove(self._path(seq), self._path(seq).with_suffix(".ack"))
+        return []
+
+    def ack(self, seq: int, offset: int) -> None:
+        self.offsets[seq] = offset
+        _write_ack(self._path(seq).with_suffix(".ack"), offset)
+
+    @property
+    def done(self) -> bool:
+        return not self.segments
+
+    def release(self) -> None:
+        """Drop the lock; once fully replayed, delete the owner's files first."""
+        if self._lock_fd is None:
+            return
+        if self.done:
+            for p in self.directory.glob(f"{self.owner}.*.ack"):
+                _remove(p)
+            _remove(self.directory / f"{self.owner}.lock")
+        os.close(self._lock_fd)
+        self._lock_fd = None
+
+    def abandon_after_fork(self) -> None:
+        if self._lock_fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._lock_fd)
+            self._lock_fd = None
+
+
+def find_orphans(directory: Path, *, exclude: str | None = None) -> Iterator[Orphan]:
+    """Adopt, one at a time, every owner in `directory` whose process is gone.
+
+    The caller must :meth:`Orphan.release` each one it receives (also when it stops early).
+    """
+    if not directory.is_dir():
+        return
+    owners: set[str] = set()
+    for p in directory.iterdir():
+        m = _SEG_RE.match(p.name) or _LOCK_RE.match(p.name)
+        if m is not None and m["owner"] != exclude:
+            owners.add(m["owner"])
+    for owner in sorted(owners):
+        fd = _try_lock(directory / f"{owner}.lock")
+        if fd is None:
+            continue  # alive (or being replayed by someone else)
+        yield Orphan(directory, owner, fd)
+
+
+def spool_usage(directory: Path | None) -> tuple[int, int]:
+    """(segment files, bytes on disk) of every owner in the spool directory."""
+    if directory is None or not directory.is_dir():
+        return 0, 0
+    files = size = 0
+    for p in directory.glob("*.seg"):
+        with contextlib.suppress(FileNotFoundError):
+            size += p.stat().st_size
+            files += 1
+    return files, size
+
+
+def backlog(settings: Settings) -> int:
+    """Records waiting in this configuration's spool (every owner, live or finished)."""
+    directory = resolve_spool_dir(settings)
+    if directory is None or not directory.is_dir():
+        return 0
+    n = 0
+    for p in directory.glob("*.seg"):
+        offset = _read_ack(p.with_suffix(".ack"))
+        try:
+            with p.open("rb") as f:
+                f.seek(offset)
+                n += sum(1 for _ in f)
+        except FileNotFoundError:
+            continue
+    return n
+
+
+@dataclass(frozen=True, slots=True)
+class QuarantinedRecord:
+    """A record the store refused (or a spool line that could not be read), with why."""
+
+    execution_id: str | None
+    error_type: str
+    error: str
+    quarantined_at: float
+    store: str
+    record: dict[str, Any] | None
+    raw: str | None = None
+
+
+def quarantine(directory: Path | None, entry: Entry, error_type: str, error: str,
+               store: str) -> None:
+    """Append one refused entry to ``quarantine.jsonl`` (or log it when the spool is off)."""
+    rec = entry.record
+    item = {
+        "execution_id": str(rec.execution_id) if rec is not None else None,
+        "error_type": error_type,
+        "error": error,
+        "quarantined_at": time.time(),
+        "store": store,
+        "record": rec.to_json_dict() if rec is not None else None,
+        "raw": entry.raw or None,
+    }
+    line = json.dumps(item, separators=(",", ":")).encode() + b"\n"
+    if directory is None:
+        _log.error("quarantined record (spool off, kept only in this log): %s", line.decode())
+        return
+    directory.mkdir(parents=True, exist_ok=True)
+    fd = os.open(directory / QUARANTINE_FILE, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    try:
+        os.write(fd, line)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def quarantined(settings: Settings) -> list[QuarantinedRecord]:
+    """Every quarantined record of this configuration's spool, oldest first."""
+    directory = resolve_spool_dir(settings)
+    if directory is None:
+        return []
+    out: list[QuarantinedRecord] = []
+    try:
+        lines = (directory / QUARANTINE_FILE).read_text().splitlines()
+    except FileNotFoundError:
+        return out
+    for line in lines:
+        try:
+            obj = json.loads(line)
+        except ValueError:
+            continue
+        out.append(QuarantinedRecord(
+            execution_id=obj.get("execution_id"), error_type=obj.get("error_type", ""),
+            error=obj.get("error", ""), quarantined_at=obj.get("quarantined_at", 0.0),
+            store=obj.get("store", ""), record=obj.get("record"), raw=obj.get("raw"),
+        ))
+    return out
