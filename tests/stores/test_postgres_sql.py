@@ -1,0 +1,135 @@
+"""Postgres-only SQL surface: increment_agent_stats, row level security, the ingest grant."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+
+import psycopg
+import pytest
+from psycopg.types.json import Jsonb
+
+from instrument.stores.postgres import PostgresStore, ingest_payload
+from tests.stores.records import ALL_WRITERS, agentkit, orchestrator
+
+
+@pytest.fixture
+def pg(pg_url: str) -> Iterator[PostgresStore]:
+    store = PostgresStore(pg_url)
+    store.migrate()
+    yield store
+    store.close()
+
+
+def _stats(url: str, agent: str) -> tuple[int, int, int, int, int] | None:
+    with psycopg.connect(url) as conn:
+        row = conn.execute(
+            "select run_count, success_count, failure_count, total_tokens, total_duration_ms "
+            "from agent_stats where agent_id = %s", (agent,)).fetchone()
+    return None if row is None else (int(row[0]), int(row[1]), int(row[2]), int(row[3]),
+                                      int(row[4]))
+
+
+def test_three_argument_increment_agent_stats_still_works(pg: PostgresStore) -> None:
+    with psycopg.connect(pg.url, autocommit=True) as conn:
+        conn.execute("select increment_agent_stats('legacy-agent', 'u1', true)")
+        conn.execute("select increment_agent_stats('legacy-agent', 'u1', false)")
+        conn.execute("select increment_agent_stats(agent_id_input => 'legacy-agent', "
+                     "user_id_input => 'u1', success => true)")
+    assert _stats(pg.url, "legacy-agent") == (3, 2, 1, 0, 0)
+
+
+def test_increment_agent_stats_with_an_execution_id_is_idempotent(pg: PostgresStore) -> None:
+    rec = orchestrator(1)
+    eid = str(rec.execution_id)
+    with psycopg.connect(pg.url, autocommit=True) as conn:
+        applied = [
+            conn.execute("select increment_agent_stats(%s, 'user-1', true, %s, 1200, 2502)",
+                         ("agent-orch", eid)).fetchone()
+            for _ in range(3)
+        ]
+    assert [a[0] for a in applied if a] == [True, False, False]
+    assert _stats(pg.url, "agent-orch") == (1, 1, 0, 1200, 2502)
+    # the SDK's own stats writer shares the ledger: delivering the record adds nothing more
+    result = pg.apply([rec], ALL_WRITERS)
+    assert result.applied == 1  # its executions/logs/intensity effects were still new
+    assert _stats(pg.url, "agent-orch") == (1, 1, 0, 1200, 2502)
+
+
+def _login(conn: psycopg.Connection[tuple[object, ...]], role: str, sub: str | None) -> None:
+    conn.execute(f"set role {role}")
+    claims = json.dumps({"sub": sub, "role": role}) if sub else ""
+    conn.execute("select set_config('request.jwt.claims', %s, false)", (claims,))
+
+
+def test_row_level_security_users_read_only_their_rows(pg: PostgresStore) -> None:
+    alice, bob = str(uuid.uuid4()), str(uuid.uuid4())
+    pg.apply([orchestrator(1, user_id=alice, agent_id="a-alice"),
+              agentkit(1, user_id=bob, agent_id="a-bob"),
+              agentkit(2, user_id=bob, agent_id="a-bob")], ALL_WRITERS)
+    with psycopg.connect(pg.url, autocommit=True) as conn:
+        _login(conn, "authenticated", alice)
+        for table in ("agent_executions", "agent_logs", "agent_stats"):
+            users = {r[0] for r in conn.execute(f"select user_id from {table}").fetchall()}
+            assert users == {alice}, table
+        _login(conn, "authenticated", bob)
+        assert conn.execute("select count(*) from agent_executions").fetchone() == (2,)
+        _login(conn, "authenticated", None)
+        assert conn.execute("select count(*) from agent_logs").fetchone() == (0,)
+        _login(conn, "authenticated", bob)
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute("insert into agent_stats (agent_id, user_id) values ('x', %s)", (bob,))
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute("update agent_stats set run_count = 1000")
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute("select count(*) from instrument_ledger")
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute("select instrument_ingest(%s, %s)",
+                         (Jsonb([ingest_payload(agentkit(9), capture_content=False)]),
+                          list(ALL_WRITERS)))
+        _login(conn, "anon", None)
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute("select count(*) from agent_executions")
+        _login(conn, "service_role", None)
+        assert conn.execute("select count(*) from agent_executions").fetchone() == (3,)
+        out = conn.execute("select instrument_ingest(%s, %s)",
+                           (Jsonb([ingest_payload(agentkit(9), capture_content=False)]),
+                            list(ALL_WRITERS))).fetchone()
+        assert out is not None
+        assert out[0] == {"applied": 1, "duplicates": 0}
+
+
+def test_ingest_function_is_security_definer_with_fixed_search_path(pg: PostgresStore) -> None:
+    with psycopg.connect(pg.url) as conn:
+        row = conn.execute(
+            "select prosecdef, proconfig from pg_proc "
+            "where oid = 'public.instrument_ingest(jsonb, text[])'::regprocedure").fetchone()
+    assert row is not None
+    assert row[0] is True
+    assert any(c.startswith("search_path=") for c in row[1])
+
+
+def test_ingest_rejects_a_bad_uuid_as_a_record_error(pg: PostgresStore) -> None:
+    payload = ingest_payload(orchestrator(1), capture_content=False)
+    payload["execution_id"] = "not-a-uuid"
+    with psycopg.connect(pg.url) as conn, pytest.raises(psycopg.errors.InvalidTextRepresentation):
+        conn.execute("select instrument_ingest(%s, %s)", (Jsonb([payload]), ["executions"]))
+
+
+def test_migrate_replaces_the_origin_three_argument_function(pg_url: str) -> None:
+    """Left in place, an origin (uuid, uuid, boolean) overload would make rpc ambiguous."""
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute("create function increment_agent_stats(agent_id_input uuid, "
+                     "user_id_input uuid, success boolean) returns void language sql as $$ $$")
+    store = PostgresStore(pg_url)
+    store.migrate()
+    store.close()
+    agent = str(uuid.uuid4())
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute("select increment_agent_stats(agent_id_input => %s, user_id_input => %s, "
+                     "success => true)", (agent, str(uuid.uuid4())))
+        overloads = conn.execute(
+            "select count(*) from pg_proc where proname = 'increment_agent_stats'").fetchone()
+    assert overloads == (1,)
+    assert _stats(pg_url, agent) == (1, 1, 0, 0, 0)

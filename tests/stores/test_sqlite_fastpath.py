@@ -1,0 +1,205 @@
+"""The SQLite ingest fast paths compute exactly what the reference definitions compute."""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+import os
+import uuid
+from datetime import UTC, datetime, timedelta, timezone, tzinfo
+from decimal import ROUND_HALF_UP, Decimal
+from pathlib import Path
+from typing import Any
+
+import hypothesis.strategies as st
+from hypothesis import given, settings
+
+from instrument import ais
+from instrument.record import ExecutionRecord, StepCounts
+from instrument.stores.sqlite import SQLiteStore, _dumps, _ts, _uuid4_text, _uuid4_texts
+from instrument.writers.executions import (
+    engine_details,
+    execution_row,
+    round_ms,
+    strip_nulls_deep,
+)
+from instrument.writers.intensity import batch_aggregates
+from instrument.writers.logs import jsonb_text, log_row, run_output
+from instrument.writers.stats import StatsDelta, merge_deltas
+from tests.ais.histories import records as ais_records
+from tests.ais.histories import unique_by_id
+from tests.stores.records import ALL_WRITERS
+from tests.stores.test_sql_parity import records as row_records
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(ais_records(agents=("agent-a",)), max_size=25).map(unique_by_id))
+def test_batch_aggregates_is_exactly_add_in_order(history: list[ExecutionRecord]) -> None:
+    deltas = [d for d in map(ais.IntensityDelta.from_record, history) if d is not None]
+    want = functools.reduce(ais.Aggregates.add, deltas, ais.Aggregates())
+    got = batch_aggregates(deltas)
+    assert got == want  # bit-identical floats, not merely close
+    assert math.copysign(1.0, got.total_duration_ms) == math.copysign(1.0, want.total_duration_ms)
+
+
+def _reference_details(record: ExecutionRecord, *, capture_content: bool) -> dict[str, Any]:
+    """engine_details as first written: the full JSON form, every null stripped."""
+    res = json.loads(record.result.model_dump_json())
+    calls = res.get("tool_calls")
+    details: dict[str, Any] = strip_nulls_deep({
+        "iterations": res.get("iterations"), "retries": res.get("retries"),
+        "tool_call_count": len(calls) if isinstance(calls, list) else None,
+        "tool_calls": calls, "tokens": res.get("tokens"), "steps": res.get("steps"),
+        "workflow": res.get("workflow"), "memory": res.get("memory"),
+        "orchestration_ms": res.get("orchestration_ms"), "extras": res.get("extras") or {},
+        "response": res.get("response") if capture_content else None,
+    })
+    return details
+
+
+@settings(max_examples=300, deadline=None)
+@given(rec=row_records())
+def test_shared_engine_details_give_the_same_rows(rec: ExecutionRecord) -> None:
+    for capture in (False, True):
+        assert json.dumps(engine_details(rec, capture_content=capture)) == json.dumps(
+            _reference_details(rec, capture_content=capture))  # same keys in the same order
+        details = engine_details(rec, capture_content=capture)
+        assert execution_row(rec, capture_content=capture, details=details) == execution_row(
+            rec, capture_content=capture)
+        assert log_row(rec, capture_content=capture, details=details) == log_row(
+            rec, capture_content=capture)
+    summary = json.loads(run_output(rec))
+    assert run_output(rec) == jsonb_text(summary)
+
+
+@given(st.floats(allow_nan=True, allow_infinity=True) | st.integers(-10**17, 10**17).map(float))
+def test_round_ms_fast_path_matches_decimal_rounding(value: float) -> None:
+    if not math.isfinite(value):
+        assert round_ms(value) is None
+        return
+    try:
+        want: int | None = int(Decimal(repr(value)).quantize(Decimal(1), rounding=ROUND_HALF_UP))
+    except ArithmeticError:
+        want = None
+    if want is None:
+        try:
+            round_ms(value)
+        except ArithmeticError:
+            return
+        raise AssertionError("round_ms must refuse what the Decimal path refuses")
+    assert round_ms(value) == want
+
+
+_ZONES: list[tzinfo | None] = [None, UTC, *(timezone(timedelta(hours=h)) for h in (-5, 2, 13))]
+
+
+@given(st.datetimes(min_value=datetime(2, 1, 1), max_value=datetime(9999, 12, 30),
+                    timezones=st.sampled_from(_ZONES)))
+def test_timestamp_text_is_the_fixed_width_strftime_form(value: datetime) -> None:
+    # isoformat for years >= 1000; strftime itself below (its %Y is not zero-padded there)
+    aware = value.replace(tzinfo=UTC) if value.tzinfo is None else value
+    utc = aware.astimezone(UTC)
+    assert _ts(value) == utc.strftime("%Y-%m-%dT%H:%M:%S.%f+00:00")
+
+
+def test_compact_json_is_json_dumps() -> None:
+    value = {"a": [1, None, 2.5, "ü\"\\"], "b": {"c": True}, "d": float("nan")}
+    assert _dumps(value) == json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def test_uuid4_text_is_str_of_a_version_4_uuid() -> None:
+    for raw in (bytes(16), b"\xff" * 16, *(os.urandom(16) for _ in range(500))):
+        assert _uuid4_text(raw) == str(uuid.UUID(bytes=raw, version=4))
+    texts = _uuid4_texts(300)
+    assert len(set(texts)) == 300
+    assert all(uuid.UUID(t).version == 4 and str(uuid.UUID(t)) == t for t in texts)
+
+
+def _reference_merge(deltas: list[StatsDelta]) -> list[StatsDelta]:
+    """merge_deltas as first written: pairwise, a new delta per merge."""
+    def later(a: StatsDelta, b: StatsDelta) -> StatsDelta:
+        return b if (b.last_run_at, b.last_execution_id) > (a.last_run_at,
+                                                             a.last_execution_id) else a
+
+    merged: dict[str, StatsDelta] = {}
+    for d in deltas:
+        prev = merged.get(d.agent_id)
+        if prev is None:
+            merged[d.agent_id] = d
+            continue
+        latest = later(prev, d)
+        users = sorted((x for x in (prev, d) if x.user_id is not None),
+                       key=lambda x: (x.last_run_at, x.last_execution_id))
+        merged[d.agent_id] = StatsDelta(
+            d.agent_id, users[-1].user_id if users else None, prev.run_count + d.run_count,
+            prev.success_count + d.success_count, prev.failure_count + d.failure_count,
+            prev.total_tokens + d.total_tokens, prev.token_run_count + d.token_run_count,
+            prev.total_duration_ms + d.total_duration_ms, latest.last_run_at,
+            latest.last_run_status, latest.last_execution_id)
+    return [merged[k] for k in sorted(merged)]
+
+
+_T = datetime(2026, 1, 1, tzinfo=UTC)
+deltas = st.builds(
+    StatsDelta, agent_id=st.sampled_from(["a", "b", "c"]),
+    user_id=st.none() | st.sampled_from(["u1", "u2", "u3"]), run_count=st.just(1),
+    success_count=st.integers(0, 1), failure_count=st.integers(0, 1),
+    total_tokens=st.integers(0, 10**6), token_run_count=st.integers(0, 1),
+    total_duration_ms=st.integers(0, 10**6),
+    # few instants and ids, so ties on (last_run_at, last_execution_id) are common
+    last_run_at=st.integers(0, 3).map(lambda s: _T + timedelta(seconds=s)),
+    last_run_status=st.sampled_from(["completed", "failed"]),
+    last_execution_id=st.sampled_from(["e1", "e2", "e3"]))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(deltas, max_size=12))
+def test_merge_deltas_matches_the_pairwise_merge(ds: list[StatsDelta]) -> None:
+    assert merge_deltas(ds) == _reference_merge(ds)
+
+
+def test_run_output_writes_every_key_in_jsonb_order() -> None:
+    from tests.stores.records import agentkit
+
+    full = agentkit(1)
+    full = full.model_copy(update={"result": full.result.model_copy(update={
+        "steps": StepCounts(completed=2, failed=1, skipped=0)})})
+    text = run_output(full)
+    assert len(json.loads(text)) == 12
+    assert text == jsonb_text(json.loads(text))
+
+
+def _tables(store: SQLiteStore) -> dict[str, list[tuple[Any, ...]]]:
+    volatile = {"id", "created_at", "updated_at", "last_calculated_at", "applied_at"}
+    conn = store._connection()
+    out: dict[str, list[tuple[Any, ...]]] = {}
+    for table in ("agent_executions", "agent_logs", "agent_stats", "instrument_ledger",
+                  "agent_intensity_metrics"):
+        cur = conn.execute(f"SELECT * FROM {table}")
+        names = [d[0] for d in cur.description]
+        keep = [i for i, n in enumerate(names) if n not in volatile or (table == "agent_executions"
+                and n == "id")]
+        out[table] = sorted(tuple(row[i] for i in keep) for row in cur.fetchall())
+    return out
+
+
+def test_a_batch_mixing_new_and_applied_records_applies_only_the_new(tmp_path: Path) -> None:
+    from tests.stores.records import agentkit, orchestrator
+
+    first = [agentkit(i, writers=("stats", "intensity") if i % 2 else None) for i in range(6)]
+    second = [orchestrator(i) for i in range(5)] + [agentkit(i) for i in range(6, 9)]
+    mixed = SQLiteStore(f"sqlite:///{tmp_path / 'mixed.db'}")
+    apart = SQLiteStore(f"sqlite:///{tmp_path / 'apart.db'}")
+    try:
+        mixed.apply(first, ALL_WRITERS)
+        # every record of `first` again, now wanting all writers: only the missing ones apply
+        result = mixed.apply([*second, *(agentkit(i) for i in range(6))], ALL_WRITERS)
+        assert (result.applied, result.duplicates) == (11, 3)
+        apart.apply(first, ALL_WRITERS)
+        apart.apply(second, ALL_WRITERS)
+        apart.apply([agentkit(i) for i in range(1, 6, 2)], ("executions", "logs"))
+        assert _tables(mixed) == _tables(apart)
+    finally:
+        mixed.close()
+        apart.close()
