@@ -1,0 +1,58 @@
+"""Where the decorator's time goes: the same call with parts of the live runtime swapped out."""
+
+from __future__ import annotations
+
+import statistics
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import instrument
+from benchmarks.common import interleaved, timed
+from benchmarks.overhead import _provider
+from instrument import runtime
+from instrument.pipeline import NullPipeline
+
+
+def run(*, rounds: int = 15, calls: int = 2000, print_table: bool = True) -> dict[str, float]:
+    tracer = _provider().get_tracer("bench")
+    tmp = Path(tempfile.mkdtemp(prefix="instrument-breakdown-"))
+    instrument.configure(database_url=f"sqlite:///{tmp / 'b.db'}", traces="none", strict=False,
+                         batch_size=calls * 8, flush_interval_s=3600.0)
+    rt = runtime.current()
+    pipeline, tracing = rt.pipeline, rt.tracing
+
+    def f(x: int) -> int:
+        return x + 1
+
+    decorated = instrument.logged_execution(f)
+
+    def raw() -> int:
+        with tracer.start_as_current_span("f"):
+            return f(1)
+
+    def variant(with_store: bool, with_span: bool) -> Any:
+        def call() -> int:
+            rt.pipeline = pipeline if with_store else NullPipeline()
+            rt.tracing = tracing if with_span else None
+            return int(decorated(1))
+        return timed(call)
+
+    samples = interleaved({
+        "raw OTel span": timed(raw),
+        "core only (no span, no spool/store)": variant(False, False),
+        "core + span": variant(False, True),
+        "core + spool/store (no span)": variant(True, False),
+        "everything (default)": variant(True, True),
+    }, rounds, calls, between=lambda: instrument.flush(60.0))
+    rt.pipeline, rt.tracing = pipeline, tracing
+    instrument.shutdown(10.0)
+    medians = {k: statistics.median(v) for k, v in samples.items()}
+    if print_table:
+        from benchmarks.report import table
+
+        base = medians["raw OTel span"]
+        table("Where the time goes (µs per call; ratio to a raw OTel span)",
+              ["configuration", "median", "× raw span"],
+              [[k, f"{v:,.2f} µs", f"{v / base:.2f}x"] for k, v in medians.items()])
+    return medians
