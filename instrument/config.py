@@ -27,6 +27,8 @@ __all__ = [
 ]
 
 TracesMode = Literal["otlp", "console", "none"]
+SpoolMode = Literal["write-through", "deferred"]
+SPOOL_MODES: tuple[SpoolMode, ...] = ("write-through", "deferred")
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +53,10 @@ ENV_VARS: tuple[EnvVar, ...] = (
     EnvVar("INSTRUMENT_SPOOL_DIR", None,
            "Directory of the durable spool. Default: `<db file>.spool` next to a SQLite "
            "database, `~/.cache/logged-execution/spool` for network stores; `off` disables it."),
+    EnvVar("INSTRUMENT_SPOOL_MODE", "write-through",
+           "`write-through`: each record is appended to the spool before the call returns "
+           "(survives `kill -9`). `deferred`: a background thread appends it within 10 ms "
+           "(a faster call; a `kill -9` loses at most those 10 ms)."),
     EnvVar("INSTRUMENT_CAPTURE_CONTENT", "false",
            "Keep response text (and tool arguments on spans). `true`, `false`, `spans`, `db`."),
     EnvVar("INSTRUMENT_STRICT", "false",
@@ -140,6 +146,7 @@ class Settings:
     #: Where response text / tool arguments may go: nowhere, spans only, database only, both.
     content: ContentPolicy = "none"
     spool_dir: str | None = None
+    spool_mode: SpoolMode = "write-through"
     strict: bool = False
     disabled: bool = False
     redact_patterns: tuple[str, ...] = ()
@@ -222,6 +229,7 @@ def resolve_settings(
     batch_size: int | None = None,
     flush_interval_s: float | None = None,
     queue_size: int | None = None,
+    spool_mode: str | None = None,
     environ: Mapping[str, str] | None = None,
 ) -> Settings:
     """Merge arguments over environment over defaults, validating every value."""
@@ -257,6 +265,13 @@ def resolve_settings(
     patterns = tuple(redact_patterns) if redact_patterns is not None else tuple(
         p for p in (env("INSTRUMENT_REDACT_PATTERNS", environ) or "").split(";;") if p
     )
+    mode_source = "spool_mode" if spool_mode is not None else "INSTRUMENT_SPOOL_MODE"
+    mode = spool_mode if spool_mode is not None else env("INSTRUMENT_SPOOL_MODE", environ)
+    mode = (mode or "write-through").strip().lower()
+    if mode not in SPOOL_MODES:
+        raise ConfigurationError(
+            f"{mode_source}={mode!r} is not valid; use 'write-through' (records on disk before "
+            "the call returns) or 'deferred' (on disk within 10 ms, a faster call)")
     interval_ms = _positive_int(
         "INSTRUMENT_FLUSH_INTERVAL_MS", env("INSTRUMENT_FLUSH_INTERVAL_MS", environ), 200
     )
@@ -268,6 +283,7 @@ def resolve_settings(
         traces=traces,  # type: ignore[arg-type]
         content=_content_policy(capture_content, environ),
         spool_dir=spool,
+        spool_mode=mode,
         strict=strict if strict is not None else bool(env_flag("INSTRUMENT_STRICT", environ)),
         disabled=bool(env_flag("INSTRUMENT_DISABLED", environ)),
         redact_patterns=patterns,
@@ -292,6 +308,7 @@ def describe(settings: Settings) -> dict[str, Any]:
         "traces": settings.traces,
         "content": settings.content,
         "spool_dir": settings.spool_dir,
+        "spool_mode": settings.spool_mode,
         "strict": settings.strict,
         "disabled": settings.disabled,
     }
@@ -311,7 +328,8 @@ def configure(
 
     Every argument left ``None`` comes from its environment variable, then its default (see
     docs/configuration.md). Advanced keywords: ``redact_patterns``, ``batch_size``,
-    ``flush_interval_s``, ``queue_size``. Raises :class:`ConfigurationError` on a bad value.
+    ``flush_interval_s``, ``queue_size``, ``spool_mode``. Raises :class:`ConfigurationError`
+    on a bad value.
     """
     from instrument import runtime  # late import: runtime builds on this module
 

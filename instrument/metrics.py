@@ -41,9 +41,12 @@ _observed_lock = threading.Lock()
 class ExecutionMetrics:
     """The synchronous instruments, created once per runtime from one meter."""
 
-    __slots__ = ("_duration", "_executions", "_tokens")
+    __slots__ = ("_duration", "_executions", "_tokens", "enabled")
 
     def __init__(self, meter_provider: metrics.MeterProvider) -> None:
+        #: False for an explicit no-op provider (no metrics exporter configured): recording
+        #: would build attribute dicts for nothing, on the caller's thread
+        self.enabled = not isinstance(meter_provider, metrics.NoOpMeterProvider)
         meter = meter_provider.get_meter("logged-execution")
         self._tokens = meter.create_histogram(
             sc.METRIC_TOKEN_USAGE, unit="{token}",
@@ -62,6 +65,8 @@ class ExecutionMetrics:
         _register_pipeline_observables(meter_provider, meter)
 
     def record(self, record: ExecutionRecord, operation: str) -> None:
+        if not self.enabled:
+            return
         result = record.result
         attrs: dict[str, AttributeValue] = {sc.OPERATION_NAME: operation}
         if result.provider:

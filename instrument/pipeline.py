@@ -64,6 +64,8 @@ __all__ = [
 _log = logging.getLogger(__name__)
 
 _WRITER_ATTEMPTS = 5
+#: deferred spool mode: how long a record may wait in memory before it is on disk
+DEFERRED_SPOOL_INTERVAL_S = 0.01
 _SCHEMA_RETRY_S = 30.0
 _LOUD_EVERY_S = 60.0
 
@@ -253,6 +255,8 @@ class DeliveryPipeline:
         store_factory: Callable[[], Store] | None = None,
         orphan_scan_s: float = 5.0,
         backoff: Backoff | None = None,
+        spool_mode: str = "write-through",
+        spool_interval_s: float = DEFERRED_SPOOL_INTERVAL_S,
     ) -> None:
         self.writers = tuple(writers)
         self.custom_writers = tuple(custom_writers)
@@ -261,6 +265,8 @@ class DeliveryPipeline:
         self.queue_size = queue_size
         self.spool_dir = spool_dir
         self.orphan_scan_s = orphan_scan_s
+        self.spool_mode = spool_mode
+        self.spool_interval_s = spool_interval_s
         self._store_factory = store_factory
         self._backoff = backoff or Backoff()
         self._closed = False
@@ -274,6 +280,12 @@ class DeliveryPipeline:
         self._store = store
         self._lock = threading.Lock()
         self._mem: deque[tuple[int, int, ExecutionRecord]] = deque()
+        #: deferred spool mode: records the call path handed over, not spooled yet (appended
+        #: without a lock; the spooler thread, or flush(), moves them on in order)
+        self._intake: deque[ExecutionRecord] = deque()
+        self._intake_lock = threading.Lock()  # one drainer at a time
+        self._deferred = False
+        self._spooler: threading.Thread | None = None
         self._spilling = False
         #: records kept in memory before spilling: `queue_size`, or one batch while the store
         #: is failing (no point holding an outage's backlog in RAM when it is on disk anyway)
@@ -305,12 +317,29 @@ class DeliveryPipeline:
         self._thread = threading.Thread(target=self._run, name="instrument-pipeline",
                                         daemon=True)
         self._thread.start()
+        if self._writer is not None and self.spool_mode == "deferred":
+            self._deferred = True
+            self._spooler = threading.Thread(target=self._spool_loop, name="instrument-spooler",
+                                             daemon=True)
+            self._spooler.start()
 
     # -- call path ------------------------------------------------------------------------
     def submit(self, record: ExecutionRecord) -> None:
-        """Spool the record (one append) and queue it for the worker. Never blocks on I/O."""
+        """Spool the record (one append) and queue it for the worker. Never blocks on I/O.
+
+        In deferred spool mode the call path only appends the record to the intake queue (no
+        encoding, no lock); the spooler thread spools it within ``spool_interval_s``. A full
+        intake (the spooler starved) falls back to spooling on the caller's thread.
+        """
         if self._forked:
             self._start_in_child()
+        if self._deferred and not self._closed and len(self._intake) < self.queue_size:
+            self._intake.append(record)
+            return
+        self._accept(record)
+
+    def _accept(self, record: ExecutionRecord) -> None:
+        """Spool the record (when the spool is on) and queue it in memory, or spill it."""
         writer = self._writer
         try:
             line = encode(record) if writer is not None else b""
@@ -356,6 +385,7 @@ class DeliveryPipeline:
         if self._forked:  # a forked child that has not submitted anything yet
             return True
         deadline = time.monotonic() + max(0.0, timeout_s)
+        self._drain_intake()  # deferred mode: what the caller submitted goes to disk now
         with self._lock:
             target = self._submitted
         with self._cv:
@@ -392,6 +422,8 @@ class DeliveryPipeline:
         self._kick.set()
         self._probe.set()
         self._thread.join(max(0.0, deadline - time.monotonic()))
+        if self._spooler is not None:
+            self._spooler.join(max(0.0, deadline - time.monotonic()))
         if not self._thread.is_alive():
             self._cleanup()
         return ok
@@ -401,6 +433,9 @@ class DeliveryPipeline:
             if self._cleaned:
                 return
             self._cleaned = True
+        # records handed over after shutdown's last drain: spooled records are replayed later;
+        # after close they are dropped, which is counted and logged (never silent)
+        self._drain_intake()
         pending = self._submitted - self._done
         if self._writer is not None:
             self._writer.close(all_acked=pending == 0)
@@ -423,7 +458,7 @@ class DeliveryPipeline:
         d = self._deliverer
         _, size = spool_usage(self.spool_dir)
         return PipelineStats(
-            queue_depth=len(self._mem),
+            queue_depth=len(self._mem) + len(self._intake),
             spool_records=self._submitted - self._done if self._writer is not None else 0,
             spool_bytes=size,
             submitted=self._submitted,
@@ -439,6 +474,34 @@ class DeliveryPipeline:
             breaker_state=self._breaker.state,
             orphans_replayed=self._orphans_replayed,
         )
+
+    # -- deferred spooling -----------------------------------------------------------------
+    def _spool_loop(self) -> None:
+        """Deferred mode: move handed-over records to the spool every `spool_interval_s`."""
+        stop = self._stop
+        while not stop.wait(self.spool_interval_s):
+            if self._intake:
+                try:
+                    self._drain_intake()
+                except Exception:  # never let the spooler die; flush() drains as well
+                    _log.exception("logged-execution: the spooler failed; retrying")
+        self._drain_intake()
+
+    def _drain_intake(self) -> None:
+        """Spool and queue every handed-over record, in submission order."""
+        if not self._intake:
+            return
+        with self._intake_lock:
+            pop = self._intake.popleft
+            while True:
+                try:
+                    record = pop()
+                except IndexError:
+                    return
+                try:
+                    self._accept(record)
+                except Exception:  # unserializable: _accept counted and logged the drop
+                    _log.debug("deferred record dropped", exc_info=True)
 
     # -- worker -----------------------------------------------------------------------------
     def _run(self) -> None:
@@ -678,6 +741,7 @@ def build_pipeline(settings: Settings, store: Store) -> DeliveryPipeline:
         flush_interval_s=settings.flush_interval_s,
         queue_size=settings.queue_size,
         spool_dir=resolve_spool_dir(settings),
+        spool_mode=settings.spool_mode,
         store_factory=lambda: open_store(settings.database_url, settings),
     )
 

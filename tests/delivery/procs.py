@@ -3,10 +3,11 @@
 ``flood URL SPOOL N QUEUE_SIZE``: N decorated calls, then print resident memory and the
 pipeline's stats as JSON (the memory-bound test and the benchmarks use it with a dead store).
 
-``produce URL SPOOL OUT N``: configure the SDK for URL with SPOOL, then run N decorated calls
-(0 = until killed). The id of every execution is appended to ``OUT.started`` inside the call and
-to ``OUT.done`` after the decorated call returned, so the test knows exactly which executions
-were produced even when this process is ``kill -9``ed at an arbitrary instant.
+``produce URL SPOOL OUT N [SPOOL_MODE [linger]]``: configure the SDK for URL with SPOOL, then
+run N decorated calls (0 = until killed; ``linger``: then wait to be killed). The id of every
+execution is appended to ``OUT.started`` inside the call and to ``OUT.done`` after the decorated
+call returned, so the test knows exactly which executions were produced even when this process
+is ``kill -9``ed at an arbitrary instant.
 """
 
 from __future__ import annotations
@@ -42,15 +43,23 @@ def make_executor(out: str, agent: str = "agent-kill") -> object:
     return run
 
 
-def produce(url: str, spool: str, out: str, n: int) -> None:
+def produce(url: str, spool: str, out: str, n: int, spool_mode: str = "write-through",
+            linger: bool = False) -> None:
+    """`linger`: after the N calls, write ``OUT.finished`` and wait to be killed (no flush)."""
     instrument.configure(database_url=url, spool_dir=spool, batch_size=50,
-                         flush_interval_s=0.01)
+                         flush_interval_s=0.01, spool_mode=spool_mode)
     run = make_executor(out)
     i = 0
     while n == 0 or i < n:
         run(i)  # type: ignore[operator]
         _append(out + ".done", LAST[0] + "\n")
         i += 1
+    if linger:
+        import time
+
+        _append(out + ".finished", "1\n")
+        while True:
+            time.sleep(1)
     instrument.flush(30)
 
 
@@ -92,6 +101,7 @@ def flood(url: str, spool: str, n: int, queue_size: int) -> None:
 
 if __name__ == "__main__":
     if sys.argv[1] == "produce":
-        produce(sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5]))
+        produce(sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5]),
+                *sys.argv[6:7], linger="linger" in sys.argv[7:])
     elif sys.argv[1] == "flood":
         flood(sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]))

@@ -109,18 +109,22 @@ assert instrument.flush(30)
 """
 
 
-def _run_fork_script(code: str, url: str, tmp_path: Path) -> Path:
+def _run_fork_script(code: str, url: str, tmp_path: Path,
+                     spool_mode: str = "write-through") -> Path:
     out = tmp_path / "out"
     head = f"URL = {url!r}\nSPOOL = {str(tmp_path / 'spool')!r}\nOUT = {str(out)!r}\n"
     proc = subprocess.run([sys.executable, "-c", head + code], cwd=ROOT, capture_output=True,
                           text=True, timeout=120, check=False,
-                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+                          env={**os.environ, "PYTHONPATH": str(ROOT),
+                               "INSTRUMENT_SPOOL_MODE": spool_mode})
     assert proc.returncode == 0, proc.stderr
     return out
 
 
-def test_multiprocessing_fork_children_deliver(store_url: str, tmp_path: Path) -> None:
-    out = _run_fork_script(FORK_MP, store_url, tmp_path)
+@pytest.mark.parametrize("spool_mode", ["write-through", "deferred"])
+def test_multiprocessing_fork_children_deliver(store_url: str, tmp_path: Path,
+                                               spool_mode: str) -> None:
+    out = _run_fork_script(FORK_MP, store_url, tmp_path, spool_mode)
     started = _lines(Path(f"{out}.started"))
     assert len(started) == 170
     ids, logs, runs = effects(store_url)

@@ -1,0 +1,153 @@
+"""Deferred spool mode: the call path hands records over without I/O; a spooler thread puts
+them on disk within its interval, and nothing is lost or applied twice."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from instrument.config import resolve_settings
+from instrument.errors import ConfigurationError
+from instrument.pipeline import DeliveryPipeline, replay
+from instrument.retry import Backoff
+from tests.delivery.effects import effects
+from tests.delivery.faultstore import FileStore, rows
+from tests.delivery.helpers import locked, make_record
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _pipeline(db: str, spool: Path, **kw: object) -> DeliveryPipeline:
+    opts: dict[str, object] = {"batch_size": 100, "flush_interval_s": 0.02,
+                               "backoff": Backoff(base_s=0.02, cap_s=0.2),
+                               "spool_mode": "deferred"}
+    opts.update(kw)
+    return DeliveryPipeline(FileStore(db), writers=("executions",), spool_dir=spool,
+                            store_factory=lambda: FileStore(db), **opts)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> str:
+    path = str(tmp_path / "t.db")
+    FileStore(path).migrate()
+    return path
+
+
+def _spool_bytes(spool: Path) -> int:
+    return sum(p.stat().st_size for p in spool.glob("*.seg"))
+
+
+def test_the_call_path_does_no_spool_io_and_the_spooler_catches_up(
+        db: str, tmp_path: Path) -> None:
+    spool = tmp_path / "spool"
+    p = _pipeline(db, spool)
+    recs = [make_record() for _ in range(300)]
+    with p._intake_lock:  # the spooler is stalled: only the call path runs
+        for r in recs:
+            p.submit(r)
+        assert _spool_bytes(spool) == 0  # nothing encoded or written by the callers
+        assert p.stats().queue_depth == 300  # handed over, and counted as queued
+    deadline = time.monotonic() + 10
+    while _spool_bytes(spool) == 0 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert _spool_bytes(spool) > 0  # on disk without any flush()
+    assert p.flush(10)
+    assert p.shutdown(5)
+    ids, counters = rows(db)
+    assert sorted(ids) == sorted(str(r.execution_id) for r in recs)
+    assert counters == {"agent-1": 300}
+    assert list(spool.glob("*.seg")) == []
+
+
+def test_records_reach_the_disk_while_the_store_is_down(db: str, tmp_path: Path) -> None:
+    spool = tmp_path / "spool"
+    p = _pipeline(db, spool, queue_size=200)
+    recs = [make_record() for _ in range(2000)]
+    with locked(db):
+        for r in recs:
+            p.submit(r)
+        deadline = time.monotonic() + 10
+        while p.stats().spool_records < 2000 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        s = p.stats()
+        assert s.spool_records == 2000  # every record spooled, no flush() needed
+        assert s.spilled >= 1500  # beyond the memory bound they live on disk only
+        assert s.queue_depth <= 200
+    assert p.flush(15)
+    assert p.shutdown(5)
+    ids, counters = rows(db)
+    assert sorted(ids) == sorted(str(r.execution_id) for r in recs)
+    assert counters == {"agent-1": 2000}
+
+
+def test_a_full_intake_falls_back_to_spooling_on_the_callers_thread(
+        db: str, tmp_path: Path) -> None:
+    spool = tmp_path / "spool"
+    p = _pipeline(db, spool, queue_size=50)
+    recs = [make_record() for _ in range(120)]
+    with p._intake_lock:  # spooler stalled: the intake fills up
+        for r in recs:
+            p.submit(r)
+        assert len(p._intake) == 50
+        assert _spool_bytes(spool) > 0  # the other 70 were spooled by their callers
+    assert p.flush(10)
+    assert p.shutdown(5)
+    ids, _ = rows(db)
+    assert sorted(ids) == sorted(str(r.execution_id) for r in recs)  # each exactly once
+
+
+def test_a_record_handed_over_after_shutdown_is_counted_as_dropped(
+        db: str, tmp_path: Path) -> None:
+    p = _pipeline(db, tmp_path / "spool")
+    p.submit(make_record())
+    assert p.shutdown(5)
+    p.submit(make_record())
+    assert p.stats().dropped == 1
+    assert len(rows(db)[0]) == 1
+
+
+def test_spool_mode_is_validated_and_read_from_the_environment() -> None:
+    assert resolve_settings(environ={}).spool_mode == "write-through"
+    assert resolve_settings(environ={"INSTRUMENT_SPOOL_MODE": "Deferred"}).spool_mode == "deferred"
+    assert resolve_settings(spool_mode="write-through",
+                            environ={"INSTRUMENT_SPOOL_MODE": "deferred"}
+                            ).spool_mode == "write-through"
+    with pytest.raises(ConfigurationError, match="INSTRUMENT_SPOOL_MODE='lazy'"):
+        resolve_settings(environ={"INSTRUMENT_SPOOL_MODE": "lazy"})
+    with pytest.raises(ConfigurationError, match=r"spool_mode='async'.*write-through"):
+        resolve_settings(spool_mode="async", environ={})
+
+
+def test_kill_9_after_the_interval_loses_nothing(pg_url: str, tmp_path: Path) -> None:
+    """The documented window: a record is on disk within 10 ms of its call returning."""
+    from instrument.stores import open_store
+
+    store = open_store(pg_url)
+    store.migrate()
+    store.close()
+    spool, out = tmp_path / "spool", tmp_path / "out"
+    dead = "postgresql://postgres@127.0.0.1:1/test"  # nothing listens: records stay spooled
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tests.delivery.procs", "produce", dead, str(spool), str(out),
+         "300", "deferred", "linger"], cwd=ROOT, stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    while not Path(f"{out}.finished").exists() and time.monotonic() < deadline:
+        assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+        time.sleep(0.02)
+    time.sleep(0.3)  # thirty spooler intervals
+    proc.kill()
+    proc.wait()
+    assert proc.returncode == -9
+    report = replay(resolve_settings(database_url=pg_url, spool_dir=spool, environ={}))
+    assert report.error is None
+    assert report.remaining == 0
+    ids, logs, runs = effects(pg_url)
+    done = Path(f"{out}.done").read_text().split()
+    assert len(done) == 300
+    assert sorted(ids) == sorted(done)
+    assert logs == runs == 300
