@@ -130,6 +130,9 @@ def ddl(dialect: str) -> str:
 _CREATE = re.compile(
     r"create\s+table\s+(?:if\s+not\s+exists\s+)?(?:public\.)?\"?(\w+)\"?\s*\(", re.IGNORECASE
 )
+#: A statement-level ``DROP TABLE IF EXISTS``: the table is gone from that version on.
+_DROP = re.compile(r"^drop\s+table\s+if\s+exists\s+(?:public\.)?\"?(\w+)\"?",
+                   re.IGNORECASE | re.MULTILINE)
 _NOT_A_COLUMN = {"primary", "unique", "constraint", "check", "foreign", "exclude"}
 
 
@@ -179,7 +182,23 @@ def _expected(dialect: str) -> tuple[dict[str, dict[str, str]], dict[str, int]]:
         for table, body in _table_bodies(m.sql).items():
             tables[table] = _column_defs(body)
             owner[table] = m.version
+        for match in _DROP.finditer(m.sql):  # replaced by a later schema version
+            tables.pop(match[1].lower(), None)
+            owner.pop(match[1].lower(), None)
     return tables, owner
+
+
+_VIEW = re.compile(
+    r"create\s+(?:or\s+replace\s+)?view\s+(?:if\s+not\s+exists\s+)?(?:public\.)?\"?(\w+)\"?",
+    re.IGNORECASE,
+)
+
+
+@cache
+def _views(dialect: str) -> tuple[str, ...]:
+    """Names of the views the migrations of `dialect` create."""
+    return tuple(sorted({match[1].lower() for m in migrations(dialect)
+                         for match in _VIEW.finditer(m.sql)}))
 
 
 _FUNCTION = re.compile(
@@ -305,10 +324,15 @@ def migrate_sqlite(conn: sqlite3.Connection) -> int:
 def _repair_sqlite(conn: sqlite3.Connection) -> None:
     tables, owner = _expected("sqlite")
     missing = missing_columns("sqlite", sqlite_columns(conn, list(tables)))
-    rerun = sorted({owner[t] for t, col in missing if col is None})
-    for m in migrations("sqlite"):
-        if m.version in rerun:
-            _run_sqlite(conn, m.sql)
+    rerun = {owner[t] for t, col in missing if col is None}
+    if rerun:
+        # As for Postgres: the oldest file needed and every later one, views re-created.
+        for view in _views("sqlite"):
+            conn.execute(f'DROP VIEW IF EXISTS "{view}"')
+        first = min(rerun)
+        for m in migrations("sqlite"):
+            if m.version >= first:
+                _run_sqlite(conn, m.sql)
     for table, col in missing:
         if col is not None:
             conn.execute(
@@ -378,9 +402,15 @@ def migrate_postgres(conn: psycopg.Connection[tuple[object, ...]]) -> int:
         rerun = {owner[t] for t, col in missing if col is None}
         functions = _function_owners()
         rerun |= {v for f, v in functions.items() if f not in postgres_functions(conn)}
-        for m in migrations("postgres"):
-            if m.version in rerun:
-                conn.execute(m.sql.encode())
+        if rerun:
+            # Later files replace objects of earlier ones (functions, a table that became a
+            # view): drop the views, re-run the oldest file needed and every file after it.
+            for view in _views("postgres"):
+                conn.execute(f'drop view if exists public."{view}"'.encode())
+            first = min(rerun)
+            for m in migrations("postgres"):
+                if m.version >= first:
+                    conn.execute(m.sql.encode())
         for table, col in missing:
             if col is not None:
                 conn.execute(

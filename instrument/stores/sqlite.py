@@ -5,18 +5,19 @@ Safe for several threads (one connection per process, used under a lock) and sev
 instead of failing on a lock upgrade). One transaction per batch: ledger check, the four
 writers, commit. Aggregates are added in SQL (``x = x + excluded.x``).
 
-Idempotency: ``instrument_ledger`` holds one row per (execution id, built-in writer) applied,
-written in the batch's transaction; a writer runs for a record only if its ledger row is new.
+Idempotency: ``instrument_applied`` holds one row per execution with the built-in writers
+already applied as a bitmask, updated in the batch's transaction; a writer runs for a record
+only if its bit is new.
 
 Ingest cost: the rows and the per-agent intensity aggregates are built before the write lock is
 taken (engine details once per record, shared by both rows; the log ids from one ``urandom``
 read), then a batch is a fixed number of statements: one ledger select, four ``executemany``
-(ledger, executions, logs, stats merged per agent) and, for intensity, one upsert, one read-back
-and one score update per agent. ``synchronous = FULL`` is kept: a committed batch survives a
-power loss too, not only a crash of the application (the spool drops records once the store has
-committed them). ``NORMAL`` would skip one fsync per commit, and measured no faster here: on a
-growing file the time goes to the index pages that random execution ids dirty (four random-key
-B-trees) and to WAL checkpoints, not to that fsync.
+(ledger upsert, executions, logs, stats merged per agent) and, for intensity, one upsert, one
+read-back and one score update per agent. ``synchronous = FULL`` is kept: a committed batch
+survives a power loss too, not only a crash of the application (the spool drops records once
+the store has committed them). ``NORMAL`` would skip one fsync per commit, and measured no
+faster here: on a growing file the time goes to the index pages that random execution ids
+dirty (random-key B-trees) and to WAL checkpoints, not to that fsync.
 """
 
 from __future__ import annotations
@@ -88,8 +89,16 @@ _TIME_COLUMNS = frozenset(
 )
 _JSON_COLUMNS = frozenset({"logs", "full_output"})
 _BUILTIN = frozenset(BUILTIN_WRITERS)
-#: Ledger rows of a record are inserted in this order (with the batch sorted by execution id).
-_SORTED_WRITERS = tuple(sorted(BUILTIN_WRITERS))
+#: A built-in writer's bit in ``instrument_applied.writers`` (the same on every store).
+_BIT = {"executions": 1, "logs": 2, "stats": 4, "intensity": 8}
+
+
+def _mask(writers: frozenset[str]) -> int:
+    """The ledger bitmask of a set of built-in writer names."""
+    bits = 0
+    for w in writers:
+        bits |= _BIT[w]
+    return bits
 
 
 def _ts(value: datetime) -> str:
@@ -377,20 +386,23 @@ class SQLiteStore:
 
     def _apply(self, conn: sqlite3.Connection, batch: _Prepared) -> ApplyResult:
         eids, wanted = batch.eids, batch.wanted
-        done: set[tuple[str, str]] = set(
+        # The ledger: one row per execution, its applied writers as a bitmask (migration 0003).
+        done: dict[str, int] = dict(
             conn.execute(
-                "SELECT execution_id, writer FROM instrument_ledger "
+                "SELECT execution_id, writers FROM instrument_applied "
                 "WHERE execution_id IN (SELECT value FROM json_each(?))",
                 (_dumps(eids),),
             ).fetchall()
         )
         new = wanted if not done else {
-            eid: frozenset(w for w in writers if (eid, w) not in done)
+            eid: frozenset(w for w in writers if not done.get(eid, 0) & _BIT[w])
             for eid, writers in wanted.items()
         }
         conn.executemany(
-            "INSERT INTO instrument_ledger (execution_id, writer) VALUES (?, ?)",
-            [(eid, w) for eid in eids for w in _SORTED_WRITERS if w in new[eid]],
+            "INSERT INTO instrument_applied (execution_id, writers, added) VALUES (?1, ?2, ?2) "
+            "ON CONFLICT (execution_id) DO UPDATE SET writers = writers | excluded.writers, "
+            "added = excluded.added",
+            [(eid, bits) for eid in eids if (bits := _mask(new[eid]))],
         )
         if done:  # a redelivery: only what the ledger has not seen yet
             exec_params = [p for eid, p in batch.exec_params if "executions" in new[eid]]

@@ -94,7 +94,7 @@ def test_a_refused_record_rejects_the_batch_atomically(store: Store) -> None:
     with pytest.raises(RecordRejected) as info:
         store.apply([bad], ALL_WRITERS)
     assert info.value.execution_id == str(bad.execution_id)
-    for table in ("agent_executions", "agent_logs", "agent_stats", "instrument_ledger"):
+    for table in ("agent_executions", "agent_logs", "agent_stats", "instrument_applied"):
         assert rows(store, table) == [], table
     assert store.apply([orchestrator(1)], ALL_WRITERS).applied == 1
 

@@ -82,8 +82,9 @@ def test_row_level_security_users_read_only_their_rows(pg: PostgresStore) -> Non
             conn.execute("insert into agent_stats (agent_id, user_id) values ('x', %s)", (bob,))
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             conn.execute("update agent_stats set run_count = 1000")
-        with pytest.raises(psycopg.errors.InsufficientPrivilege):
-            conn.execute("select count(*) from instrument_ledger")
+        for ledger in ("instrument_ledger", "instrument_applied"):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                conn.execute(f"select count(*) from {ledger}")
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             conn.execute("select instrument_ingest(%s, %s)",
                          (Jsonb([ingest_payload(agentkit(9), capture_content=False)]),

@@ -174,7 +174,7 @@ def _tables(store: SQLiteStore) -> dict[str, list[tuple[Any, ...]]]:
     volatile = {"id", "created_at", "updated_at", "last_calculated_at", "applied_at"}
     conn = store._connection()
     out: dict[str, list[tuple[Any, ...]]] = {}
-    for table in ("agent_executions", "agent_logs", "agent_stats", "instrument_ledger",
+    for table in ("agent_executions", "agent_logs", "agent_stats", "instrument_applied",
                   "agent_intensity_metrics"):
         cur = conn.execute(f"SELECT * FROM {table}")
         names = [d[0] for d in cur.description]
