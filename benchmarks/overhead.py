@@ -2,14 +2,16 @@
 
 Every variant uses the same TracerProvider (BatchSpanProcessor + a no-op exporter). Ours runs
 the full path: span, record, adapter, submit, with all four writers enabled and the store
-(SQLite by default) draining in the background.
+(SQLite by default) draining in the background; once with the default write-through spool and
+once with ``spool_mode="deferred"`` (the spooler thread's encoding shares the GIL with the
+timed calls, so it is part of what the deferred rows measure).
 """
 
 from __future__ import annotations
 
 import asyncio
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -47,8 +49,27 @@ def run(*, rounds: int = 15, calls: int = 2000, database_url: str | None = None,
     tuning: dict[str, Any] = {}
     if mode == "call-path":
         tuning = {"batch_size": calls * 8, "flush_interval_s": 3600.0}
+    from instrument import runtime
+    from instrument.config import resolve_settings
+
+    # The same settings twice but for the spool mode (each runtime with its own database):
+    # variants swap the live runtime in before their round, so both run in one process.
+    deferred_url = database_url or f"sqlite:///{Path(tmp) / 'bench-deferred.db'}"
+    deferred = runtime.build(resolve_settings(database_url=deferred_url, traces="none",
+                                              strict=False, spool_mode="deferred", **tuning))
     instrument.configure(database_url=database_url or f"sqlite:///{Path(tmp) / 'bench.db'}",
                          traces="none", strict=False, **tuning)
+    default = runtime.current()
+
+    def on(rt: runtime.Runtime, fn: Callable[[int], float]) -> Callable[[int], float]:
+        def run(calls: int) -> float:
+            runtime.swap(rt)
+            return fn(calls)
+        return run
+
+    def flush_both() -> None:
+        deferred.flush(60.0)
+        default.flush(60.0)
 
     def f(x: int) -> int:
         return x + 1
@@ -91,18 +112,24 @@ def run(*, rounds: int = 15, calls: int = 2000, database_url: str | None = None,
             return (_t.perf_counter_ns() - t0) / calls / 1000
         return go
 
+    d = default
     variants = {
         "bare call": timed(lambda: f(1)),
         "raw OTel span": timed(raw_span),
         "raw span + 10 attributes": timed(raw_span_attrs),
-        "@logged_execution (sync, int result)": timed(lambda: ours(1)),
-        "@logged_execution (sync, agentkit result)": timed(lambda: ours_full("a-1", "u-1")),
-        "@logged_execution (async)": async_variant(ours_async),
-        "@logged_execution (generator, 3 items)": timed(lambda: sum(ours_gen(3))),
+        "@logged_execution (sync, int result)": on(d, timed(lambda: ours(1))),
+        "@logged_execution (sync, agentkit result)": on(d, timed(lambda: ours_full("a-1", "u-1"))),
+        "@logged_execution (async)": on(d, async_variant(ours_async)),
+        "@logged_execution (generator, 3 items)": on(d, timed(lambda: sum(ours_gen(3)))),
+        "deferred spool: int result": on(deferred, timed(lambda: ours(1))),
+        "deferred spool: agentkit result": on(deferred, timed(lambda: ours_full("a-1", "u-1"))),
+        "deferred spool: async": on(deferred, async_variant(ours_async)),
     }
     samples = interleaved(variants, rounds, calls,
-                          between=(lambda: instrument.flush(60.0)) if mode == "call-path" else None)
+                          between=flush_both if mode == "call-path" else None)
     loop.close()
+    runtime.swap(default)
+    deferred.shutdown(10.0)
     instrument.shutdown(10.0)
     result = {name: summarize(name, values) for name, values in samples.items()}
     if print_table:

@@ -285,7 +285,6 @@ class _Call:
         execution_id = _new_execution_id()
         self.span: trace.Span | None = None
         self.span_ctx: otel_context.Context | None = None
-        trace_id = span_id = None
         tracing = rt.tracing
         ctx = ExecutionContext(execution_id, name, plan.engine, values[0], values[1], agent_name,
                                values[3], values[4] or "manual")
@@ -293,11 +292,9 @@ class _Call:
             try:
                 span = tracing.start(ctx)
                 sc = span.get_span_context()
-                if sc.is_valid:
-                    trace_id, span_id = format(sc.trace_id, "032x"), format(sc.span_id, "016x")
-                    ctx = ExecutionContext(execution_id, name, plan.engine, values[0], values[1],
-                                           agent_name, values[3], values[4] or "manual",
-                                           trace_id, span_id)
+                if sc.is_valid:  # ctx is not visible to anyone yet: fill in its ids
+                    _setattr(ctx, "trace_id", format(sc.trace_id, "032x"))
+                    _setattr(ctx, "span_id", format(sc.span_id, "016x"))
                 self.span = span
                 self.span_ctx = trace.set_span_in_context(span)
             except Exception as exc:  # telemetry must not break the host; see guard
@@ -450,7 +447,8 @@ class _Call:
         span = self.span
         if span is not None and rt.tracing is not None:
             try:
-                rt.tracing.finish(span, record, exc, content=capture)
+                rt.tracing.finish(span, record, exc, content=capture,
+                                  started_engine=plan.engine)
             except Exception as err:  # telemetry must not break the host
                 internal_error("span finish failed", err)
         if result.response is not None and not to_db:

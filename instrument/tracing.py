@@ -41,6 +41,7 @@ from instrument.telemetry import Telemetry, build_telemetry
 __all__ = ["Tracing"]
 
 _WORKFLOW_ENGINES = frozenset({"orchestrator"})
+_UNKNOWN = object()
 _SCOPE = "logged-execution"
 
 
@@ -111,26 +112,34 @@ class Tracing:
         }
         if op == sc.OP_INVOKE_WORKFLOW:
             attrs[sc.WORKFLOW_NAME] = ctx.name
-        _put(attrs, sc.ENGINE, ctx.engine)
-        _put(attrs, sc.AGENT_ID, ctx.agent_id)
-        _put(attrs, sc.AGENT_NAME, ctx.agent_name)
-        _put(attrs, sc.CONVERSATION_ID, ctx.session_id)
-        _put(attrs, sc.USER_ID, ctx.user_id)
+        if ctx.engine is not None:
+            attrs[sc.ENGINE] = ctx.engine
+        if ctx.agent_id is not None:
+            attrs[sc.AGENT_ID] = ctx.agent_id
+        if ctx.agent_name is not None:
+            attrs[sc.AGENT_NAME] = ctx.agent_name
+        if ctx.session_id is not None:
+            attrs[sc.CONVERSATION_ID] = ctx.session_id
+        if ctx.user_id is not None:
+            attrs[sc.USER_ID] = ctx.user_id
         label = ctx.name if op == sc.OP_INVOKE_WORKFLOW else ctx.agent_name or ctx.name
         return self.tracer.start_span(f"{op} {label}", kind=SpanKind.INTERNAL, attributes=attrs)
 
     def finish(self, span: Span, record: ExecutionRecord, exc: BaseException | None, *,
-               content: bool | None = None) -> None:
+               content: bool | None = None, started_engine: str | object | None = _UNKNOWN
+               ) -> None:
         """End `span` with what `record` measured. `content` overrides the configured span
-        content policy for this call (a decorator's ``capture_content=``)."""
+        content policy for this call (a decorator's ``capture_content=``); `started_engine`
+        is the engine :meth:`start` was given (saves reading it back from the span)."""
         encoder = self.content if content is None else (self._encoder if content else None)
         op = _operation(record.engine)
         self.metrics.record(record, op)
         if not span.is_recording():
             span.end()
             return
-        started = getattr(span, "attributes", None) or {}
-        attrs = self._attributes(record, op, known_engine=started.get(sc.ENGINE), encoder=encoder)
+        if started_engine is _UNKNOWN:
+            started_engine = (getattr(span, "attributes", None) or {}).get(sc.ENGINE)
+        attrs = self._attributes(record, op, known_engine=started_engine, encoder=encoder)
         if op == sc.OP_INVOKE_WORKFLOW:  # the engine was auto-detected: name follows it
             span.update_name(f"{op} {record.name}")
             attrs[sc.WORKFLOW_NAME] = record.name
@@ -144,7 +153,11 @@ class Tracing:
             span.set_status(Status(StatusCode.ERROR, f"{error_type}: {message}"[:1024]))
             if exc is not None:
                 self._exception_event(span, exc)
-        span.set_attributes(attrs)
+        if len(attrs) <= 3:  # cheaper one by one: the SDK validates a dict as a whole first
+            for key, value in attrs.items():
+                span.set_attribute(key, value)
+        else:
+            span.set_attributes(attrs)
         self._tool_spans(span, record, encoder)
         span.end()
 
@@ -157,7 +170,7 @@ class Tracing:
 
     # -- helpers ------------------------------------------------------------------------------
 
-    def _attributes(self, record: ExecutionRecord, op: str, *, known_engine: str | None = None,
+    def _attributes(self, record: ExecutionRecord, op: str, *, known_engine: object = None,
                     encoder: ContentEncoder | None = None) -> dict[str, AttributeValue]:
         """The attributes known only at the end (those set at start are not set again: every
         attribute costs a validation pass in the SDK, on the caller's thread)."""
