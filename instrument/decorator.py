@@ -413,17 +413,24 @@ class _Call:
         capture = plan.capture_content
         to_spans = rt.settings.content_to_spans if capture is None else capture
         to_db = rt.settings.content_to_db if capture is None else capture
+        update: dict[str, Any] = {}  # one copy of the result at most, and none when clean
         if result.response is not None and not (to_spans or to_db):
-            result = result.model_copy(update={"response": None})
+            update["response"] = None
         if result.extras and id(result) not in _PREBUILT:
-            result = result.model_copy(update={"extras": rt.redactor.json(result.extras)})
+            extras = rt.redactor.json(result.extras)
+            if extras is not result.extras:  # the redactor returns its input when clean
+                update["extras"] = extras
         if result.error is not None and exc is None:
-            result = result.model_copy(update={"error": ErrorInfo.model_construct(
-                type=result.error.type, message=rt.redactor.text(result.error.message))})
+            message = rt.redactor.text(result.error.message)
+            if message != result.error.message:
+                update["error"] = ErrorInfo.model_construct(type=result.error.type,
+                                                            message=message)
         if result.tool_calls and any(c.error for c in result.tool_calls):  # persisted too
-            result = result.model_copy(update={"tool_calls": [
+            update["tool_calls"] = [
                 c.model_copy(update={"error": rt.redactor.text(c.error)}) if c.error else c
-                for c in result.tool_calls]})
+                for c in result.tool_calls]
+        if update:
+            result = result.model_copy(update=update)
         ctx = self.ctx
         started = datetime.fromtimestamp(self.wall0 / 1e9, UTC)
         record = construct(ExecutionRecord, {

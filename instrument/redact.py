@@ -87,6 +87,22 @@ def _compile(pattern: str) -> re.Pattern[str]:
         ) from None
 
 
+_BACKREF: Final = re.compile(r"\\[1-9]|\(\?P=")
+_NAMED_GROUP: Final = re.compile(r"(?<!\\)\(\?P<[A-Za-z_][A-Za-z0-9_]*>")
+
+
+def _prefilter(patterns: tuple[str, ...]) -> re.Pattern[str] | None:
+    """One regex that matches somewhere iff any of `patterns` does (their alternation), or
+    None when that cannot be built safely (a backreference would change meaning)."""
+    if not patterns or any(_BACKREF.search(p) for p in patterns):
+        return None
+    try:
+        return re.compile("|".join(f"(?:{_NAMED_GROUP.sub('(?:', p)})" for p in patterns),
+                          re.IGNORECASE)
+    except re.error:
+        return None
+
+
 def _mask(match: re.Match[str]) -> str:
     if "secret" in match.re.groupindex and match.group("secret") is not None:
         start, end = match.span("secret")
@@ -99,24 +115,33 @@ def _mask(match: re.Match[str]) -> str:
 class Redactor:
     """Masks secrets in strings and, recursively, in JSON values (by pattern and by key)."""
 
-    __slots__ = ("_patterns",)
+    __slots__ = ("_any", "_patterns")
 
     def __init__(self, extra_patterns: Iterable[str] = (), *, defaults: bool = True) -> None:
         """`extra_patterns` are added to the defaults (``defaults=False`` drops those).
 
         Raises :class:`ConfigurationError` naming the pattern when one does not compile.
         """
-        patterns = (*DEFAULT_PATTERNS, *extra_patterns) if defaults else tuple(extra_patterns)
-        self._patterns = tuple(_compile(p) for p in patterns if p)
+        patterns = tuple(p for p in (
+            (*DEFAULT_PATTERNS, *extra_patterns) if defaults else tuple(extra_patterns)) if p)
+        self._patterns = tuple(_compile(p) for p in patterns)
+        self._any = _prefilter(patterns)
 
     def text(self, value: str) -> str:
         """`value` with every secret-looking substring replaced by ``[REDACTED]``."""
+        if self._any is not None and self._any.search(value) is None:
+            return value  # the common case: one scan instead of one per pattern
         for pattern in self._patterns:
             value = pattern.sub(_mask, value)
         return value
 
     def json(self, value: object) -> object:
-        """A copy of a JSON value with secrets masked; non-JSON leaves are returned as is."""
+        """A JSON value with secrets masked; non-JSON leaves are returned as is.
+
+        Returns `value` itself when nothing in it needed masking (a plain dict/list tree), so
+        callers can skip copying; any change gives a new structure (the input is never
+        modified). Tuples and other mappings always come back as lists and dicts.
+        """
         return self._json(value, 0, set())
 
     def _json(self, value: object, depth: int, path: set[int]) -> object:
@@ -133,13 +158,22 @@ class Redactor:
         try:
             if isinstance(value, Mapping):
                 out: dict[object, object] = {}
+                same = type(value) is dict
                 for k, v in value.items():
                     if isinstance(k, str):
                         masked = is_secret_key(k) and v is not None and not isinstance(v, bool)
-                        out[self.text(k)] = MASK if masked else self._json(v, depth + 1, path)
+                        new_k = self.text(k)
+                        new_v = MASK if masked else self._json(v, depth + 1, path)
+                        same = same and new_k is k and new_v is v
+                        out[new_k] = new_v
                     else:
-                        out[k] = self._json(v, depth + 1, path)
-                return out
-            return [self._json(v, depth + 1, path) for v in value]
+                        new_v = self._json(v, depth + 1, path)
+                        same = same and new_v is v
+                        out[k] = new_v
+                return value if same else out
+            items = [self._json(v, depth + 1, path) for v in value]
+            if type(value) is list and all(a is b for a, b in zip(items, value, strict=True)):
+                return value
+            return items
         finally:
             path.discard(key)

@@ -6,10 +6,12 @@ import json
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from instrument import logged_execution
 from instrument.errors import ConfigurationError
-from instrument.redact import MASK, Redactor, is_secret_key
+from instrument.redact import MASK, Redactor, _mask, is_secret_key
 from instrument.testing import capture
 
 R = Redactor()
@@ -161,3 +163,47 @@ def test_tool_call_errors_are_redacted() -> None:
     assert calls is not None
     assert calls[0].error == f"connect postgres://app:{MASK}@db/x failed"
     assert calls[1].error is None
+
+
+_FRAGMENTS = [
+    "sk-proj-abcDEF1234567890xyz", "Bearer abc.def-ghi_jkl~mno", "password=s3cret",
+    "postgresql://svc:hunter2@db:5432/app", "AKIAABCDEFGHIJKLMNOP", "ghp_" + "a" * 24,
+    "eyJhbGciOi.eyJzdWIiOi.sig_nature", "-----BEGIN RSA PRIVATE KEY-----\nabc",
+    "authorization: Basic dXNlcjpw", "xoxb-1234567890-abc", "token", "sk-", "Bearer",
+    "hello", " ", "\n", "://", "@", "=", ":", '"', "total_tokens: 12", "api_key",
+]
+
+
+def _slow(redactor: Redactor, text: str) -> str:
+    for pattern in redactor._patterns:  # every pattern, no prefilter
+        text = pattern.sub(_mask, text)
+    return text
+
+
+@given(st.lists(st.one_of(st.sampled_from(_FRAGMENTS), st.text(max_size=12)), max_size=8))
+@settings(max_examples=400, deadline=None)
+def test_the_prefilter_never_changes_what_is_masked(parts: list[str]) -> None:
+    text = "".join(parts)
+    assert R.text(text) == _slow(R, text)
+    custom = Redactor([r"(?P<secret>internal-\d{4})", r"acct[0-9]+"])
+    assert custom.text(text + " internal-1234 acct77") == _slow(
+        custom, text + " internal-1234 acct77")
+
+
+def test_the_prefilter_is_skipped_when_a_pattern_uses_a_backreference() -> None:
+    r = Redactor([r"(['\"])secret-\w+\1"])
+    assert r._any is None  # combining would renumber the group the backreference names
+    assert r.text("x 'secret-abc' y") == f"x {MASK} y"
+    assert Redactor()._any is not None
+
+
+def test_json_returns_its_input_when_clean_and_never_modifies_it() -> None:
+    clean = {"model": "gpt-4o", "steps": [1, {"name": "search"}], "ok": True}
+    assert R.json(clean) is clean  # the decorator then skips copying the result
+    dirty = {"model": "gpt-4o", "steps": [1, {"api_key": "abc123"}], "note": "sk-" + "a" * 20}
+    before = json.dumps(dirty)
+    out = R.json(dirty)
+    assert out is not dirty
+    assert json.dumps(dirty) == before
+    assert out == {"model": "gpt-4o", "steps": [1, {"api_key": MASK}], "note": MASK}
+    assert R.json(("a", "b")) == ["a", "b"]  # tuples still come back as lists
