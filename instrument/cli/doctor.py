@@ -178,6 +178,10 @@ def doctor(database_url: str | None, as_json: bool) -> int:
     failed = [c for c in checks if c["status"] == "fail"]
     shown = describe(settings)
     shown["database_url"] = mask_url(settings.database_url)
+    from instrument.spool import resolve_spool_dir
+
+    spool_dir = resolve_spool_dir(settings)  # the directory in use, defaults resolved
+    shown["spool_dir"] = str(spool_dir) if spool_dir is not None else "off"
     if as_json:
         print_json({"ok": not failed, "settings": shown, "checks": checks})
     else:

@@ -258,6 +258,9 @@ def test_doctor_healthy(run: Run, db_url: str) -> None:
     assert data["ok"] is True
     assert data["settings"]["database_url"] == db_url
     assert data["settings"]["writers"] == ["executions", "logs", "stats", "intensity"]
+    # the spool in use, with the default resolved (next to the SQLite file)
+    assert data["settings"]["spool_dir"] == db_url.removeprefix("sqlite:///") + ".spool"
+    assert data["settings"]["spool_mode"] == "write-through"
     checks = _checks(data)
     assert set(checks) >= {"database", "schema", "otlp", "spool", "quarantine"}
     assert checks["schema"]["status"] == "ok"
