@@ -19,15 +19,15 @@ def _prefill(url: str, rows: int) -> None:
         missing = rows - int(have[0] if have else 0)
         if missing <= 0:
             return
-        # Grow the executions table and the idempotency ledger together, as real traffic does.
+        # Grow the executions table and the idempotency ledger (schema v3: one row per
+        # execution, every built-in writer's bit set) together, as real traffic does.
         conn.execute(
             "WITH ids AS (SELECT gen_random_uuid() AS id, g FROM generate_series(1, %s) g), "
             "ex AS (INSERT INTO agent_executions (id, agent_id, user_id, execution_type, engine,"
             " status, started_at, completed_at, execution_duration_ms) "
             "SELECT id, 'filler-' || (g %% 100), 'u', 'manual', 'mapping', 'completed', now(),"
             " now(), 1 FROM ids) "
-            "INSERT INTO instrument_ledger (execution_id, writer) "
-            "SELECT id, w FROM ids, unnest(ARRAY['executions','logs','stats','intensity']) w",
+            "INSERT INTO instrument_applied (execution_id, writers) SELECT id, 15 FROM ids",
             (missing,))
 
 
