@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import statistics
 import tempfile
 from pathlib import Path
@@ -21,6 +22,10 @@ def run(*, rounds: int = 15, calls: int = 2000, print_table: bool = True) -> dic
                          batch_size=calls * 8, flush_interval_s=3600.0)
     rt = runtime.current()
     pipeline, tracing = rt.pipeline, rt.tracing
+    # the same store and settings with the deferred spool (its own spool directory)
+    deferred_rt = runtime.build(dataclasses.replace(
+        rt.settings, database_url=f"sqlite:///{tmp / 'd.db'}", spool_mode="deferred"))
+    deferred = deferred_rt.pipeline
 
     def f(x: int) -> int:
         return x + 1
@@ -31,9 +36,9 @@ def run(*, rounds: int = 15, calls: int = 2000, print_table: bool = True) -> dic
         with tracer.start_as_current_span("f"):
             return f(1)
 
-    def variant(with_store: bool, with_span: bool) -> Any:
+    def variant(with_store: bool, with_span: bool, spool: Any = pipeline) -> Any:
         def call() -> int:
-            rt.pipeline = pipeline if with_store else NullPipeline()
+            rt.pipeline = spool if with_store else NullPipeline()
             rt.tracing = tracing if with_span else None
             return int(decorated(1))
         return timed(call)
@@ -44,8 +49,10 @@ def run(*, rounds: int = 15, calls: int = 2000, print_table: bool = True) -> dic
         "core + span": variant(False, True),
         "core + spool/store (no span)": variant(True, False),
         "everything (default)": variant(True, True),
-    }, rounds, calls, between=lambda: instrument.flush(60.0))
+        "everything, deferred spool": variant(True, True, deferred),
+    }, rounds, calls, between=lambda: (pipeline.flush(60.0), deferred.flush(60.0)))
     rt.pipeline, rt.tracing = pipeline, tracing
+    deferred_rt.shutdown(10.0)
     instrument.shutdown(10.0)
     medians = {k: statistics.median(v) for k, v in samples.items()}
     if print_table:
