@@ -132,3 +132,35 @@ def test_a_dropped_ledger_is_rebuilt_by_migrate(
     assert fresh.apply([orchestrator(4)], ALL_WRITERS).applied == 1
     assert [r["run_count"] for r in rows(fresh, "agent_stats")] == [1]
     fresh.close()
+
+
+def test_concurrent_deliveries_with_different_writer_subsets_apply_each_effect_once(
+        store: Store) -> None:
+    """Every subset of the writers, delivered at once from several threads (on Postgres, over
+    separate connections): each (execution, writer) effect lands exactly once."""
+    import itertools
+    import threading
+
+    records = [orchestrator(i) for i in range(40)]
+    subsets = [c for n in range(1, 5) for c in itertools.combinations(ALL_WRITERS, n)]
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(len(subsets))
+
+    def deliver(writers: tuple[str, ...]) -> None:
+        try:
+            barrier.wait()
+            batch = [r.model_copy(update={"writers": writers}) for r in records]
+            store.apply(batch, ALL_WRITERS)
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=deliver, args=(s,)) for s in subsets]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    n = len(records)
+    assert _counts(store) == {"executions": n, "logs": n, "stats": n, "intensity": n}
+    assert {r["writers"] for r in rows(store, "instrument_applied")} == {0b1111}
+    assert store.apply(records, ALL_WRITERS).duplicates == n
