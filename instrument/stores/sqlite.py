@@ -163,22 +163,55 @@ def _uuid7_texts(n: int) -> list[str]:
     return [_uuid7_text(unix_ms, raw[i : i + 10]) for i in range(0, 10 * n, 10)]
 
 
-def _exec_params(row: dict[str, Any]) -> tuple[object, ...]:
-    """An ``execution_row`` as ``_INSERT_EXEC`` parameters (timestamps as text, JSON dumped)."""
+def _exec_params(row: dict[str, Any], logs_text: str | None = None) -> tuple[object, ...]:
+    """An ``execution_row`` as ``_INSERT_EXEC`` parameters (timestamps as text, JSON dumped).
+
+    `logs_text`, when given, is ``_dumps(row["logs"])`` already (see :func:`_logs_text`).
+    """
     values = list(_EXEC_VALUES(row))
     for i in _EXEC_TIMES:
         values[i] = _ts(values[i])
     for i in _EXEC_JSON:
-        values[i] = _dumps(values[i])
+        values[i] = _dumps(values[i]) if logs_text is None else logs_text
     return tuple(values)
 
 
-def _log_params(row: dict[str, Any], log_id: str) -> tuple[object, ...]:
-    """A ``log_row`` as ``_INSERT_LOG`` parameters, with its new ``id``."""
+def _log_params(row: dict[str, Any], log_id: str, full_output_text: str | None = None
+                ) -> tuple[object, ...]:
+    """A ``log_row`` as ``_INSERT_LOG`` parameters, with its new ``id``.
+
+    `full_output_text`, when given, is ``_dumps(row["full_output"])`` already.
+    """
     values = [log_id, *_LOG_VALUES(row)]
     for i in _LOG_JSON:
-        values[i] = _dumps(values[i])
+        values[i] = _dumps(values[i]) if full_output_text is None else full_output_text
     return tuple(values)
+
+
+def _members(details_text: str) -> str:
+    """The members of a JSON object text, with a leading comma (``""`` for ``{}``)."""
+    return "" if details_text == "{}" else "," + details_text[1:-1]
+
+
+def _logs_text(name: object, details_text: str) -> str:
+    """``_dumps({"name": name, **details})`` from ``details_text = _dumps(details)``.
+
+    The engine details are the bulk of both JSON documents of a record; encoded once, they are
+    spliced into both (the same text ``json.dumps`` gives: keys in the same order).
+    """
+    return '{"name":' + _dumps(name) + _members(details_text) + "}"
+
+
+def _full_output_text(record: ExecutionRecord, eid: str, details_text: str) -> str:
+    """``_dumps(log_row(record, details=details)["full_output"])`` from the details' text."""
+    r = record.result
+    head = '"execution_id":' + _dumps(eid)
+    if r.model is not None:
+        head += ',"model":' + _dumps(r.model)
+    if r.provider is not None:
+        head += ',"provider":' + _dumps(r.provider)
+    return ("{" + _dumps(f"{record.engine}_metadata") + ":{" + head + _members(details_text)
+            + "}}")
 
 
 def _row_dict(cursor: sqlite3.Cursor, row: tuple[Any, ...]) -> dict[str, Any]:
@@ -244,13 +277,15 @@ class _Prepared:
             if to_exec or to_logs:
                 # Built once per record, shared by both rows (one model dump per record).
                 details = engine_details(record, capture_content=capture_content)
+                details_text = _dumps(details)
                 if to_exec:
                     self.exec_params.append((eid, _exec_params(execution_row(
-                        record, capture_content=capture_content, details=details))))
+                        record, capture_content=capture_content, details=details),
+                        _logs_text(record.name, details_text))))
                 if to_logs:
                     self.log_params.append((eid, _log_params(log_row(
                         record, capture_content=capture_content, details=details),
-                        next(log_ids))))
+                        next(log_ids), _full_output_text(record, eid, details_text))))
             if "stats" in writers and (delta := stats_delta(record)) is not None:
                 self.deltas.append((eid, delta))
             if "intensity" in writers:

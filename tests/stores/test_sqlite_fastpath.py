@@ -17,7 +17,15 @@ from hypothesis import given, settings
 
 from instrument import ais
 from instrument.record import ExecutionRecord, StepCounts
-from instrument.stores.sqlite import SQLiteStore, _dumps, _ts, _uuid7_text, _uuid7_texts
+from instrument.stores.sqlite import (
+    SQLiteStore,
+    _dumps,
+    _full_output_text,
+    _logs_text,
+    _ts,
+    _uuid7_text,
+    _uuid7_texts,
+)
 from instrument.writers.executions import (
     engine_details,
     execution_row,
@@ -71,6 +79,20 @@ def test_shared_engine_details_give_the_same_rows(rec: ExecutionRecord) -> None:
             rec, capture_content=capture)
     summary = json.loads(run_output(rec))
     assert run_output(rec) == jsonb_text(summary)
+
+
+@settings(max_examples=300, deadline=None)
+@given(rec=row_records())
+def test_spliced_json_documents_are_the_dumped_rows(rec: ExecutionRecord) -> None:
+    """The details are encoded once and spliced into both documents: the same text."""
+    for capture in (False, True):
+        details = engine_details(rec, capture_content=capture)
+        text = _dumps(details)
+        row = execution_row(rec, capture_content=capture, details=details)
+        assert _logs_text(rec.name, text) == _dumps(row["logs"])
+        log = log_row(rec, capture_content=capture, details=details)
+        assert _full_output_text(rec, str(rec.execution_id), text) == _dumps(log["full_output"])
+    assert _logs_text("x", "{}") == _dumps({"name": "x"})
 
 
 @given(st.floats(allow_nan=True, allow_infinity=True) | st.integers(-10**17, 10**17).map(float))
