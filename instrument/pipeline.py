@@ -335,6 +335,8 @@ class DeliveryPipeline:
             self._start_in_child()
         if self._deferred and not self._closed and len(self._intake) < self.queue_size:
             self._intake.append(record)
+            if self._closed:  # shutdown raced us and may have drained already: never silent
+                self._drain_intake()
             return
         self._accept(record)
 
