@@ -17,8 +17,9 @@ _CHILD = r"""
 import json, sys, gc
 import instrument
 from benchmarks.common import rss_mb
-url, spool, calls = sys.argv[1], sys.argv[2], int(sys.argv[3])
-instrument.configure(database_url=url, traces="none", strict=False, spool_dir=spool)
+url, spool, calls, mode = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+instrument.configure(database_url=url, traces="none", strict=False, spool_dir=spool,
+                     spool_mode=mode)
 if url.startswith("sqlite"):
     from instrument.stores import open_store
     open_store(url).migrate()
@@ -46,14 +47,17 @@ def _closed_port() -> int:
 
 def run(*, calls: int = 1_000_000, print_table: bool = True) -> dict[str, list[Any]]:
     tmp = Path(tempfile.mkdtemp(prefix="instrument-mem-"))
+    dead = f"postgresql://postgres@127.0.0.1:{_closed_port()}/none?connect_timeout=1"
     scenarios = {
-        "healthy store (SQLite)": f"sqlite:///{tmp / 'mem.db'}",
-        "dead store": f"postgresql://postgres@127.0.0.1:{_closed_port()}/none?connect_timeout=1",
+        "healthy store (SQLite)": (f"sqlite:///{tmp / 'mem.db'}", "write-through"),
+        "dead store": (dead, "write-through"),
+        "dead store, deferred spool": (dead, "deferred"),
     }
     out: dict[str, list[Any]] = {}
-    for label, url in scenarios.items():
+    for label, (url, mode) in scenarios.items():
         proc = subprocess.run(
-            [sys.executable, "-c", _CHILD, url, str(tmp / f"spool-{len(out)}"), str(calls)],
+            [sys.executable, "-c", _CHILD, url, str(tmp / f"spool-{len(out)}"), str(calls),
+             mode],
             capture_output=True, text=True, check=True, timeout=3600,
         )
         out[label] = json.loads(proc.stdout.strip().splitlines()[-1])
