@@ -28,7 +28,7 @@ from adapters import registry
 from adapters.protocol import Adapter, StreamedItems
 from adapters.registry import UnknownAdapterError, get_adapter
 from instrument import runtime
-from instrument.binding import ArgumentPlan, FieldSpec, Literal_, compile_field
+from instrument.binding import ArgumentPlan, FieldSpec, Literal_, _none, compile_field
 from instrument.context import _AMBIENT, _CURRENT, ExecutionContext
 from instrument.guard import internal_error
 from instrument.record import (
@@ -146,7 +146,7 @@ class _Plan:
 
     __slots__ = (
         "adapter", "by_type", "capture_content", "engine", "fields", "generation", "name",
-        "qualname", "warned", "writers", "writers_checked",
+        "no_fields", "qualname", "warned", "writers", "writers_checked",
     )
 
     def __init__(self, fn: Callable[..., Any], opts: _Options, *, static: bool) -> None:
@@ -175,6 +175,8 @@ class _Plan:
             compile_field(args, "session_id", opts.session_id),
             compile_field(args, "execution_type", et),
         )
+        #: nothing to resolve per call (the bare decorator): the call path skips the resolvers
+        self.no_fields = all(f is _none for f in self.fields)
         self.warned: set[str] = set()
         # Auto-detection memo for non-mapping result types (a type's shape does not change);
         # `None` marks a type no adapter understands. Reset when adapters are (un)registered.
@@ -272,7 +274,8 @@ class _Call:
         self.plan = plan
         self.rt = rt
         self.done = False
-        values = [f(instance, args, kwargs, plan) for f in plan.fields]
+        values: list[str | None] = ([None, None, None, None, None] if plan.no_fields
+                                    else [f(instance, args, kwargs, plan) for f in plan.fields])
         amb = _AMBIENT.get()
         if amb is not None:
             values[0] = values[0] if values[0] is not None else amb.agent_id

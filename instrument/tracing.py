@@ -181,27 +181,34 @@ class Tracing:
             attrs[sc.OPERATION_NAME] = op
         if record.engine != known_engine:
             attrs[sc.ENGINE] = record.engine
-        _put(attrs, sc.PROVIDER_NAME, result.provider)
-        request_model = extras.get("request_model")
-        _put(attrs, sc.REQUEST_MODEL,
-             request_model if isinstance(request_model, str) else result.model)
-        _put(attrs, sc.RESPONSE_MODEL, result.model)
+        if result.provider is not None:
+            attrs[sc.PROVIDER_NAME] = result.provider
+        model = result.model
+        request_model = extras.get("request_model") if extras else None
+        if isinstance(request_model, str):
+            attrs[sc.REQUEST_MODEL] = request_model
+        elif model is not None:
+            attrs[sc.REQUEST_MODEL] = model
+        if model is not None:
+            attrs[sc.RESPONSE_MODEL] = model
         tokens = result.tokens
         if tokens is not None:
             _put(attrs, sc.USAGE_INPUT_TOKENS, tokens.input_tokens)
             _put(attrs, sc.USAGE_OUTPUT_TOKENS, tokens.output_tokens)
             _put(attrs, sc.USAGE_CACHE_READ_INPUT_TOKENS, tokens.cached_input_tokens)
             _put(attrs, sc.USAGE_REASONING_OUTPUT_TOKENS, tokens.reasoning_tokens)
-        _put(attrs, sc.ITERATIONS, result.iterations)
+        if result.iterations is not None:
+            attrs[sc.ITERATIONS] = result.iterations
         if result.steps is not None:
             _put(attrs, sc.STEPS_COMPLETED, result.steps.completed)
             _put(attrs, sc.STEPS_FAILED, result.steps.failed)
             _put(attrs, sc.STEPS_SKIPPED, result.steps.skipped)
         if result.tool_calls is not None:
             attrs[sc.TOOL_CALL_COUNT] = len(result.tool_calls)
-        score = extras.get("intensity_score", extras.get("ais_score"))
-        if isinstance(score, (int, float)) and not isinstance(score, bool):
-            attrs[sc.INTENSITY_SCORE] = float(score)
+        if extras:
+            score = extras.get("intensity_score", extras.get("ais_score"))
+            if isinstance(score, (int, float)) and not isinstance(score, bool):
+                attrs[sc.INTENSITY_SCORE] = float(score)
         if encoder is not None:
             _put(attrs, sc.OUTPUT_MESSAGES, encoder.output_messages(result))
             untimed = [c for c in result.tool_calls or () if _window(c) is None]
