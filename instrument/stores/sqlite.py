@@ -41,10 +41,10 @@ from instrument.record import ExecutionRecord
 from instrument.stores import migrations
 from instrument.stores.base import ApplyResult, ExecutionFilter
 from instrument.writers.base import BUILTIN_WRITERS
-from instrument.writers.executions import engine_details, execution_row
+from instrument.writers.executions import engine_details, round_ms, total_tokens
 from instrument.writers.intensity import IntensityBatch
 from instrument.writers.intensity import apply_sqlite as apply_intensity
-from instrument.writers.logs import log_row
+from instrument.writers.logs import credits_used, run_output, status_message
 from instrument.writers.stats import StatsDelta, merge_deltas, stats_delta
 
 __all__ = ["SQLiteStore"]
@@ -121,6 +121,8 @@ def _ts(value: datetime) -> str:
 
 #: ``json.dumps(value, separators=(",", ":"), ensure_ascii=False)``, built once.
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+#: ``_dumps`` of a ``str`` (what it calls for one).
+encode_basestring = json.encoder.encode_basestring
 
 
 def _parse_ts(value: object) -> object:
@@ -167,6 +169,7 @@ def _exec_params(row: dict[str, Any], logs_text: str | None = None) -> tuple[obj
     """An ``execution_row`` as ``_INSERT_EXEC`` parameters (timestamps as text, JSON dumped).
 
     `logs_text`, when given, is ``_dumps(row["logs"])`` already (see :func:`_logs_text`).
+    The reference for :func:`_record_params` (which builds the same tuple from the record).
     """
     values = list(_EXEC_VALUES(row))
     for i in _EXEC_TIMES:
@@ -193,25 +196,70 @@ def _members(details_text: str) -> str:
     return "" if details_text == "{}" else "," + details_text[1:-1]
 
 
+def _string(value: object) -> str:
+    """``_dumps(value)``; for a ``str`` (nearly always) json's C string encoder directly."""
+    return encode_basestring(value) if type(value) is str else _dumps(value)
+
+
 def _logs_text(name: object, details_text: str) -> str:
     """``_dumps({"name": name, **details})`` from ``details_text = _dumps(details)``.
 
     The engine details are the bulk of both JSON documents of a record; encoded once, they are
     spliced into both (the same text ``json.dumps`` gives: keys in the same order).
     """
-    return '{"name":' + _dumps(name) + _members(details_text) + "}"
+    return '{"name":' + _string(name) + _members(details_text) + "}"
 
 
 def _full_output_text(record: ExecutionRecord, eid: str, details_text: str) -> str:
     """``_dumps(log_row(record, details=details)["full_output"])`` from the details' text."""
     r = record.result
-    head = '"execution_id":' + _dumps(eid)
+    head = '"execution_id":' + _string(eid)
     if r.model is not None:
-        head += ',"model":' + _dumps(r.model)
+        head += ',"model":' + _string(r.model)
     if r.provider is not None:
-        head += ',"provider":' + _dumps(r.provider)
-    return ("{" + _dumps(f"{record.engine}_metadata") + ":{" + head + _members(details_text)
+        head += ',"provider":' + _string(r.provider)
+    return ("{" + _string(f"{record.engine}_metadata") + ":{" + head + _members(details_text)
             + "}}")
+
+
+def _record_params(record: ExecutionRecord, eid: str, log_id: str | None, *, to_exec: bool,
+                   capture_content: bool
+                   ) -> tuple[tuple[object, ...] | None, tuple[object, ...] | None]:
+    """``_INSERT_EXEC`` and ``_INSERT_LOG`` parameters of a record, straight from its fields.
+
+    The same tuples as ``_exec_params(execution_row(...))`` and ``_log_params(log_row(...))``
+    (a property test holds them together) without the intermediate row dicts: each shared
+    value (duration, tokens, status, engine details) is computed once. ``None`` for a row the
+    record does not want (`to_exec` false, or no `log_id`).
+    """
+    r = record.result
+    details_text = _dumps(engine_details(record, capture_content=capture_content))
+    duration = round_ms(record.duration_ms)
+    tokens = r.tokens
+    total = total_tokens(tokens)
+    status = "completed" if r.success else "failed"
+    exec_params: tuple[object, ...] | None = None
+    log_params: tuple[object, ...] | None = None
+    if to_exec:
+        error = r.error
+        exec_params = (
+            eid, record.agent_id, record.user_id, record.agent_name, record.session_id,
+            record.execution_type, record.engine, status, _ts(record.started_at),
+            _ts(record.completed_at), duration,
+            error.type if error is not None else None,
+            error.message if error is not None else None,
+            tokens.input_tokens if tokens is not None else None,
+            tokens.output_tokens if tokens is not None else None,
+            total, r.model, r.provider, record.trace_id, record.span_id,
+            _logs_text(record.name, details_text),
+        )
+    if log_id is not None:
+        log_params = (
+            log_id, eid, record.agent_id, record.user_id, run_output(record),
+            _full_output_text(record, eid, details_text), status, status_message(record),
+            duration, total, credits_used(total),
+        )
+    return exec_params, log_params
 
 
 def _row_dict(cursor: sqlite3.Cursor, row: tuple[Any, ...]) -> dict[str, Any]:
@@ -275,17 +323,13 @@ class _Prepared:
             to_exec = "executions" in writers
             to_logs = "logs" in writers
             if to_exec or to_logs:
-                # Built once per record, shared by both rows (one model dump per record).
-                details = engine_details(record, capture_content=capture_content)
-                details_text = _dumps(details)
-                if to_exec:
-                    self.exec_params.append((eid, _exec_params(execution_row(
-                        record, capture_content=capture_content, details=details),
-                        _logs_text(record.name, details_text))))
-                if to_logs:
-                    self.log_params.append((eid, _log_params(log_row(
-                        record, capture_content=capture_content, details=details),
-                        next(log_ids), _full_output_text(record, eid, details_text))))
+                exec_row, log_row = _record_params(
+                    record, eid, next(log_ids) if to_logs else None, to_exec=to_exec,
+                    capture_content=capture_content)
+                if exec_row is not None:
+                    self.exec_params.append((eid, exec_row))
+                if log_row is not None:
+                    self.log_params.append((eid, log_row))
             if "stats" in writers and (delta := stats_delta(record)) is not None:
                 self.deltas.append((eid, delta))
             if "intensity" in writers:

@@ -9,7 +9,7 @@ import math
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
-from instrument.record import ExecutionRecord, TokenUsage
+from instrument.record import ExecutionRecord, ExecutionResult, TokenUsage, ToolCall
 
 __all__ = [
     "engine_details",
@@ -96,17 +96,43 @@ def _strip_json_nulls(value: Any) -> Any:
     return value
 
 
-def engine_details(record: ExecutionRecord, *, capture_content: bool) -> dict[str, Any]:
-    """Engine metadata shared by ``agent_executions.logs`` and ``agent_logs.full_output``.
+def _fields(model: Any, names: tuple[str, ...]) -> dict[str, Any]:
+    """A sub-model's known (non-``None``) int/str/bool fields, in field order."""
+    return {n: v for n in names if (v := getattr(model, n)) is not None}
 
-    Tool calls are metadata only (name, plugin/action, success, duration, items, error); the
-    response text is included only when content capture is on. Unknown (``None``) fields are
-    left out at every depth.
-    """
-    # The result's JSON form (one model dump per record, no JSON text in between), read as the
-    # SQL reads it: NaN/inf are null there (_strip_json_nulls), nulls in objects are dropped.
-    # Fields that are None are left out by pydantic already.
-    res = record.result.model_dump(mode="json", exclude_none=True)
+
+_TOKEN_FIELDS = ("input_tokens", "output_tokens", "total_tokens", "cached_input_tokens",
+                 "reasoning_tokens")
+_STEP_FIELDS = ("completed", "failed", "skipped")
+_WORKFLOW_FIELDS = ("steps", "branches", "loops", "parallel")
+
+
+def _tool_call(call: ToolCall) -> dict[str, Any]:
+    """A tool call's JSON form without unknowns (``started_at`` is ``None`` here)."""
+    out: dict[str, Any] = {"name": call.name}
+    if call.plugin is not None:
+        out["plugin"] = call.plugin
+    if call.action is not None:
+        out["action"] = call.action
+    if call.call_id is not None:
+        out["call_id"] = call.call_id
+    if call.success is not None:
+        out["success"] = call.success
+    if (ms := call.duration_ms) is not None and math.isfinite(ms):
+        out["duration_ms"] = ms
+    if call.error is not None:
+        out["error"] = call.error
+    if call.items_returned is not None:
+        out["items_returned"] = call.items_returned
+    return out
+
+
+def _dumped_details(r: ExecutionResult, *, capture_content: bool) -> dict[str, Any]:
+    """:func:`engine_details` through the result's JSON-mode model dump (any result)."""
+    # One model dump per record, no JSON text in between, read as the SQL reads it: NaN/inf
+    # are null there (_strip_json_nulls), nulls in objects are dropped. Fields that are None
+    # are left out by pydantic already.
+    res = r.model_dump(mode="json", exclude_none=True)
     calls = res.get("tool_calls")
     details: dict[str, Any] = _strip_json_nulls(
         {
@@ -123,6 +149,51 @@ def engine_details(record: ExecutionRecord, *, capture_content: bool) -> dict[st
             "response": res.get("response") if capture_content else None,
         }
     )
+    return details
+
+
+def engine_details(record: ExecutionRecord, *, capture_content: bool) -> dict[str, Any]:
+    """Engine metadata shared by ``agent_executions.logs`` and ``agent_logs.full_output``.
+
+    Tool calls are metadata only (name, plugin/action, success, duration, items, error); the
+    response text is included only when content capture is on. Unknown (``None``) fields are
+    left out at every depth.
+    """
+    r = record.result
+    calls = r.tool_calls
+    if r.extras or (calls and any(c.started_at is not None for c in calls)):
+        # Free-form JSON and datetimes: pydantic's JSON form is the definition.
+        return _dumped_details(r, capture_content=capture_content)
+    # The common shape, read from the attributes: the same dict as the model dump gives (a
+    # property test holds the two together), at a fraction of the cost.
+    details: dict[str, Any] = {}
+    if r.iterations is not None:
+        details["iterations"] = r.iterations
+    if r.retries is not None:
+        details["retries"] = r.retries
+    if calls is not None:
+        details["tool_call_count"] = len(calls)
+        details["tool_calls"] = [_tool_call(c) for c in calls]
+    if r.tokens is not None:
+        details["tokens"] = _fields(r.tokens, _TOKEN_FIELDS)
+    if r.steps is not None:
+        details["steps"] = _fields(r.steps, _STEP_FIELDS)
+    if r.workflow is not None:
+        details["workflow"] = _fields(r.workflow, _WORKFLOW_FIELDS)
+    if (memory := r.memory) is not None:
+        mem: dict[str, Any] = {}
+        if memory.tokens is not None:
+            mem["tokens"] = memory.tokens
+        if memory.entry_count is not None:
+            mem["entry_count"] = memory.entry_count
+        if memory.types is not None:
+            mem["types"] = list(memory.types)
+        details["memory"] = mem
+    if (ms := r.orchestration_ms) is not None and math.isfinite(ms):
+        details["orchestration_ms"] = ms
+    details["extras"] = {}
+    if capture_content and r.response is not None:
+        details["response"] = r.response
     return details
 
 

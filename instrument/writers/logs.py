@@ -24,6 +24,8 @@ def _jsonb_key(key: str) -> tuple[int, bytes]:
 
 #: What ``json.dumps(value, ensure_ascii=False)`` uses, built once.
 _JSON = json.JSONEncoder(ensure_ascii=False)
+#: ``_JSON.encode`` of a ``str``.
+_string = json.encoder.encode_basestring
 
 
 def credits_used(total: int | None) -> int | None:
@@ -37,26 +39,39 @@ def run_output(record: ExecutionRecord) -> str:
     """The JSON summary text; keys with unknown (``None``) values are left out."""
     r = record.result
     steps = r.steps
-    step_values = (
+    completed, failed, skipped = (
         (steps.completed, steps.failed, steps.skipped) if steps is not None else (None,) * 3
     )
-    known_steps = [v for v in step_values if v is not None]
-    # Written in jsonb_text's key order (byte length, then bytes), so no sort is needed here.
-    summary = (
-        ("model", r.model),
-        ("engine", record.engine),
-        ("success", r.success),
-        ("provider", r.provider),
-        ("iterations", r.iterations),
-        ("tokens_used", total_tokens(r.tokens)),
-        ("total_steps", sum(known_steps) if known_steps else None),
-        ("steps_failed", step_values[1]),
-        ("steps_skipped", step_values[2]),
-        ("steps_completed", step_values[0]),
-        ("tool_calls_count", len(r.tool_calls) if r.tool_calls is not None else None),
-        ("execution_time_ms", round_ms(record.duration_ms)),
-    )
-    return _JSON.encode({k: v for k, v in summary if v is not None})
+    known_steps = [v for v in (completed, failed, skipped) if v is not None]
+    tokens = total_tokens(r.tokens)
+    duration = round_ms(record.duration_ms)
+    # Written in jsonb_text's key order (byte length, then bytes), so no sort is needed here;
+    # the values are a str, a bool and ints (their JSON text is their repr, as json.dumps
+    # writes them), the strings through json's own encoder.
+    parts: list[str] = []
+    if r.model is not None:
+        parts.append('"model": ' + _string(r.model))
+    parts.append('"engine": ' + _string(record.engine))
+    parts.append('"success": true' if r.success else '"success": false')
+    if r.provider is not None:
+        parts.append('"provider": ' + _string(r.provider))
+    if r.iterations is not None:
+        parts.append(f'"iterations": {r.iterations!r}')
+    if tokens is not None:
+        parts.append(f'"tokens_used": {tokens!r}')
+    if known_steps:
+        parts.append(f'"total_steps": {sum(known_steps)!r}')
+    if failed is not None:
+        parts.append(f'"steps_failed": {failed!r}')
+    if skipped is not None:
+        parts.append(f'"steps_skipped": {skipped!r}')
+    if completed is not None:
+        parts.append(f'"steps_completed": {completed!r}')
+    if r.tool_calls is not None:
+        parts.append(f'"tool_calls_count": {len(r.tool_calls)!r}')
+    if duration is not None:
+        parts.append(f'"execution_time_ms": {duration!r}')
+    return "{" + ", ".join(parts) + "}"
 
 
 def jsonb_text(values: dict[str, Any]) -> str:

@@ -20,8 +20,11 @@ from instrument.record import ExecutionRecord, StepCounts
 from instrument.stores.sqlite import (
     SQLiteStore,
     _dumps,
+    _exec_params,
     _full_output_text,
+    _log_params,
     _logs_text,
+    _record_params,
     _ts,
     _uuid7_text,
     _uuid7_texts,
@@ -31,9 +34,10 @@ from instrument.writers.executions import (
     execution_row,
     round_ms,
     strip_nulls_deep,
+    total_tokens,
 )
 from instrument.writers.intensity import batch_aggregates
-from instrument.writers.logs import jsonb_text, log_row, run_output
+from instrument.writers.logs import credits_used, jsonb_text, log_row, run_output
 from instrument.writers.stats import StatsDelta, merge_deltas
 from tests.ais.histories import records as ais_records
 from tests.ais.histories import unique_by_id
@@ -79,6 +83,62 @@ def test_shared_engine_details_give_the_same_rows(rec: ExecutionRecord) -> None:
             rec, capture_content=capture)
     summary = json.loads(run_output(rec))
     assert run_output(rec) == jsonb_text(summary)
+
+
+def _without_extras(rec: ExecutionRecord) -> ExecutionRecord:
+    """`rec` with empty extras: the shape engine_details reads from the attributes."""
+    return rec.model_copy(update={"result": rec.result.model_copy(update={"extras": {}})})
+
+
+@settings(max_examples=300, deadline=None)
+@given(rec=row_records().map(_without_extras))
+def test_engine_details_from_attributes_is_the_model_dump(rec: ExecutionRecord) -> None:
+    for capture in (False, True):
+        assert json.dumps(engine_details(rec, capture_content=capture)) == json.dumps(
+            _reference_details(rec, capture_content=capture))  # same keys in the same order
+
+
+def _reference_run_output(record: ExecutionRecord) -> str:
+    """run_output as first written: a dict of the known values, in jsonb key order."""
+    r = record.result
+    steps = r.steps
+    step_values = (
+        (steps.completed, steps.failed, steps.skipped) if steps is not None else (None,) * 3)
+    known_steps = [v for v in step_values if v is not None]
+    summary = {
+        "model": r.model, "engine": record.engine, "success": r.success,
+        "provider": r.provider, "iterations": r.iterations,
+        "tokens_used": total_tokens(r.tokens),
+        "total_steps": sum(known_steps) if known_steps else None,
+        "steps_failed": step_values[1], "steps_skipped": step_values[2],
+        "steps_completed": step_values[0],
+        "tool_calls_count": len(r.tool_calls) if r.tool_calls is not None else None,
+        "execution_time_ms": round_ms(record.duration_ms),
+    }
+    return jsonb_text({k: v for k, v in summary.items() if v is not None})
+
+
+@settings(max_examples=300, deadline=None)
+@given(rec=row_records())
+def test_run_output_text_is_the_reference_summary(rec: ExecutionRecord) -> None:
+    assert run_output(rec) == _reference_run_output(rec)
+    assert credits_used(total_tokens(rec.result.tokens)) == log_row(rec)["user_credits_used"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(rec=row_records() | row_records().map(_without_extras))
+def test_record_params_are_the_dumped_rows(rec: ExecutionRecord) -> None:
+    """The insert parameters built from the record are those of the reference row dicts."""
+    eid = str(rec.execution_id)
+    for capture in (False, True):
+        want_exec = _exec_params(execution_row(rec, capture_content=capture))
+        want_log = _log_params(log_row(rec, capture_content=capture), "log-id")
+        assert _record_params(rec, eid, "log-id", to_exec=True,
+                              capture_content=capture) == (want_exec, want_log)
+        assert _record_params(rec, eid, None, to_exec=True,
+                              capture_content=capture) == (want_exec, None)
+        assert _record_params(rec, eid, "log-id", to_exec=False,
+                              capture_content=capture) == (None, want_log)
 
 
 @settings(max_examples=300, deadline=None)
