@@ -55,8 +55,8 @@ ENV_VARS: tuple[EnvVar, ...] = (
            "database, `~/.cache/logged-execution/spool` for network stores; `off` disables it."),
     EnvVar("INSTRUMENT_SPOOL_MODE", "write-through",
            "`write-through`: each record is appended to the spool before the call returns "
-           "(survives `kill -9`). `deferred`: a background thread appends it within 10 ms "
-           "(a faster call; a `kill -9` loses at most those 10 ms)."),
+           "(survives `kill -9`). `deferred`: a background thread appends records every 10 ms "
+           "(a faster call; a `kill -9` can lose the last few tens of milliseconds)."),
     EnvVar("INSTRUMENT_CAPTURE_CONTENT", "false",
            "Keep response text (and tool arguments on spans). `true`, `false`, `spans`, `db`."),
     EnvVar("INSTRUMENT_STRICT", "false",
@@ -271,7 +271,7 @@ def resolve_settings(
     if mode not in SPOOL_MODES:
         raise ConfigurationError(
             f"{mode_source}={mode!r} is not valid; use 'write-through' (records on disk before "
-            "the call returns) or 'deferred' (on disk within 10 ms, a faster call)")
+            "the call returns) or 'deferred' (spooled every 10 ms, a faster call)")
     interval_ms = _positive_int(
         "INSTRUMENT_FLUSH_INTERVAL_MS", env("INSTRUMENT_FLUSH_INTERVAL_MS", environ), 200
     )

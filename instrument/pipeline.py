@@ -358,22 +358,29 @@ class DeliveryPipeline:
                 try:
                     seq, end = writer.append(line)
                 except OSError:
-                    self._loud.log(logging.ERROR, "spool-write", "logged-execution: spool write "
-                                   "failed; keeping records in memory", exc=True)
-            if seq >= 0 and (self._spilling or len(self._mem) >= self._mem_limit):
-                # on disk only: the worker reads it back once it has caught up
-                if not self._spilling:
-                    self._spilling = True
-                    self._kick.set()
-                self._spilled += 1
-            elif seq < 0 and len(self._mem) >= self.queue_size:
-                self._drop("the in-memory queue is full and the spool is off or failing")
-                return
-            else:
-                self._mem.append((seq, end, record))
-            self._submitted += 1
-            if len(self._mem) == self.batch_size:
+                    self._spool_write_failed()
+            self._enqueue_locked(record, seq, end)
+
+    def _spool_write_failed(self) -> None:
+        self._loud.log(logging.ERROR, "spool-write", "logged-execution: spool write failed; "
+                       "keeping records in memory", exc=True)
+
+    def _enqueue_locked(self, record: ExecutionRecord, seq: int, end: int) -> None:
+        """Queue a record that is at (seq, end) in the spool (seq -1: not spooled)."""
+        if seq >= 0 and (self._spilling or len(self._mem) >= self._mem_limit):
+            # on disk only: the worker reads it back once it has caught up
+            if not self._spilling:
+                self._spilling = True
                 self._kick.set()
+            self._spilled += 1
+        elif seq < 0 and len(self._mem) >= self.queue_size:
+            self._drop("the in-memory queue is full and the spool is off or failing")
+            return
+        else:
+            self._mem.append((seq, end, record))
+        self._submitted += 1
+        if len(self._mem) == self.batch_size:
+            self._kick.set()
 
     def _drop(self, why: str) -> None:
         self._dropped += 1
@@ -490,20 +497,47 @@ class DeliveryPipeline:
         self._drain_intake()
 
     def _drain_intake(self) -> None:
-        """Spool and queue every handed-over record, in submission order."""
+        """Spool and queue every handed-over record, in submission order.
+
+        Encodes them all first, then appends them with one write per segment: a system call
+        releases the interpreter lock, and under CPU-bound callers every re-acquisition can
+        wait a whole switch interval, so one write per record would starve this thread.
+        """
         if not self._intake:
             return
+        writer = self._writer
+        assert writer is not None  # deferred mode needs the spool
         with self._intake_lock:
             pop = self._intake.popleft
+            records: list[ExecutionRecord] = []
+            lines: list[bytes] = []
+            bad = 0
             while True:
                 try:
                     record = pop()
                 except IndexError:
-                    return
+                    break
                 try:
-                    self._accept(record)
-                except Exception:  # unserializable: _accept counted and logged the drop
-                    _log.debug("deferred record dropped", exc_info=True)
+                    lines.append(encode(record))
+                except Exception:  # counted and logged below; never stops the rest
+                    _log.debug("deferred record could not be encoded", exc_info=True)
+                    bad += 1
+                    continue
+                records.append(record)
+            with self._lock:
+                for _ in range(bad):
+                    self._drop("the record could not be serialized to JSON")
+                if self._closed:
+                    for _ in records:
+                        self._drop("a record was submitted after shutdown()")
+                    return
+                if not records:
+                    return
+                positions = writer.append_many(lines)
+                if any(seq < 0 for seq, _ in positions):
+                    self._spool_write_failed()
+                for record, (seq, end) in zip(records, positions, strict=True):
+                    self._enqueue_locked(record, seq, end)
 
     # -- worker -----------------------------------------------------------------------------
     def _run(self) -> None:

@@ -239,6 +239,46 @@ class SegmentWriter:
         self.size += len(line)
         return self.seq, self.size
 
+    def append_many(self, lines: list[bytes]) -> list[tuple[int, int]]:
+        """Write `lines` in order with one write per segment; (seq, end) for each line, or
+        (-1, 0) for a line that could not be written. Caller serializes calls."""
+        out: list[tuple[int, int]] = []
+        i, n = 0, len(lines)
+        while i < n:
+            if self.size and self.size + len(lines[i]) > SEGMENT_MAX_BYTES:
+                self._rotate()
+            j, size = i + 1, self.size + len(lines[i])  # at least one line per segment
+            while j < n and size + len(lines[j]) <= SEGMENT_MAX_BYTES:
+                size += len(lines[j])
+                j += 1
+            fd = self._fd
+            assert fd is not None
+            view = memoryview(b"".join(lines[i:j]))
+            written = 0
+            try:
+                while written < len(view):
+                    written += os.write(fd, view[written:])
+            except OSError:  # what reached the file, whatever the failed call reported
+                written = os.fstat(fd).st_size - self.size
+            k, pos = i, self.size
+            while k < j and pos + len(lines[k]) <= self.size + written:
+                pos += len(lines[k])
+                out.append((self.seq, pos))
+                k += 1
+            if k < j:  # the write failed part way: seal at the real size (the torn tail is
+                # skipped by readers) and give the rest one more try each, as single appends
+                self.size += written
+                self._rotate()
+                for line in lines[k:]:
+                    try:
+                        out.append(self.append(line))
+                    except OSError:
+                        out.append((-1, 0))
+                return out
+            self.size = pos
+            i = j
+        return out
+
     def _rotate(self) -> None:
         assert self._fd is not None
         os.close(self._fd)
