@@ -10,7 +10,7 @@ import psycopg
 import pytest
 from psycopg.types.json import Jsonb
 
-from instrument.stores.postgres import PostgresStore, ingest_payload
+from instrument.stores.postgres import PostgresStore, ingest_json, ingest_payload
 from tests.stores.records import ALL_WRITERS, agentkit, orchestrator
 
 
@@ -134,3 +134,28 @@ def test_migrate_replaces_the_origin_three_argument_function(pg_url: str) -> Non
             "select count(*) from pg_proc where proname = 'increment_agent_stats'").fetchone()
     assert overloads == (1,)
     assert _stats(pg_url, agent) == (1, 1, 0, 0, 0)
+
+
+def test_ingest_json_drops_response_text_only_without_content_capture() -> None:
+    """With and without responses in the batch: the payload is the records minus nulls."""
+    quiet = agentkit(3).model_copy(
+        update={"result": agentkit(3).result.model_copy(update={"response": None})})
+    mixed = [quiet, agentkit(4), orchestrator(5)]
+
+    def expected(capture: bool, records: list[object]) -> list[object]:
+        def strip(value: object) -> object:
+            if isinstance(value, dict):
+                return {k: strip(v) for k, v in value.items() if v is not None}
+            if isinstance(value, list):
+                return [strip(v) for v in value]
+            return value
+        return [strip(ingest_payload(r, capture_content=capture))  # type: ignore[arg-type]
+                for r in records]
+
+    for capture in (False, True):
+        for batch in (mixed, [quiet]):
+            sent = json.loads(ingest_json(batch, capture_content=capture))
+            assert sent == expected(capture, batch)
+            assert all(("response" in r["result"]) == (capture and r["result"] is not None
+                                                        and rec.result.response is not None)
+                       for r, rec in zip(sent, batch, strict=True))
