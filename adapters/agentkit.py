@@ -146,6 +146,8 @@ class AgentKitAdapter:
     """``agentkit``: the function-calling loop's result."""
 
     name = "agentkit"
+    #: matches() on a plain dict looks only at its keys (see registry.keys_decide)
+    detect_by_keys = True
 
     def matches(self, result: object) -> bool:
         if is_a(result, (str, bytes, int, float, list, tuple)) or result is None:

@@ -154,6 +154,8 @@ class MappingAdapter:
     """``mapping``: the fallback; a dict shaped like :class:`ExecutionResult`."""
 
     name = "mapping"
+    #: matches() on a plain dict looks only at its keys (see registry.keys_decide)
+    detect_by_keys = True
 
     def matches(self, result: object) -> bool:
         # None too: an executor that returns nothing succeeded with nothing measured.

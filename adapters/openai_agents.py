@@ -75,6 +75,8 @@ class OpenAIAgentsAdapter:
     """``RunResult``, ``RunResultStreaming`` and yielded ``StreamEvent`` items."""
 
     name = "openai_agents"
+    #: matches() on a plain dict looks only at its keys (see registry.keys_decide)
+    detect_by_keys = True
 
     def matches(self, result: object) -> bool:
         if isinstance(result, StreamedItems):

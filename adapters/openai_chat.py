@@ -70,6 +70,8 @@ class OpenAIChatAdapter:
     """ChatCompletion objects, yielded chunks, and returned chunk streams."""
 
     name = "openai_chat"
+    #: matches() on a plain dict looks only at its keys (see registry.keys_decide)
+    detect_by_keys = True
 
     def matches(self, result: object) -> bool:
         if isinstance(result, StreamedItems):

@@ -69,6 +69,8 @@ class OpenAIResponsesAdapter:
     """Response objects, yielded stream events, and returned event streams."""
 
     name = "openai_responses"
+    #: matches() on a plain dict looks only at its keys (see registry.keys_decide)
+    detect_by_keys = True
 
     def matches(self, result: object) -> bool:
         if isinstance(result, StreamedItems):

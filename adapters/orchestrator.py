@@ -55,6 +55,8 @@ class OrchestratorAdapter:
     """``orchestrator``: workflow results with step counts and a single token total."""
 
     name = "orchestrator"
+    #: matches() on a plain dict looks only at its keys (see registry.keys_decide)
+    detect_by_keys = True
 
     def matches(self, result: object) -> bool:
         if is_a(result, (str, bytes, int, float)) or result is None:

@@ -52,6 +52,7 @@ _registered: dict[str, Adapter] = {}
 _loaded_builtins: dict[str, Adapter] = {}
 _entry_point_adapters: dict[str, Adapter] | None = None
 _order_cache: tuple[Adapter, ...] | None = None
+_keys_decide_cache: tuple[int, bool] | None = None
 _generation = 0
 
 
@@ -141,6 +142,21 @@ def match_adapter(result: object) -> Adapter | None:
             _log.warning("adapter %r raised in matches(); skipping it", adapter.name,
                          exc_info=True)
     return None
+
+
+def keys_decide() -> bool:
+    """Whether every adapter's `matches` on a plain dict depends only on the dict's keys.
+
+    True when each one declares ``detect_by_keys = True`` (all built-ins do); the decorator
+    then memoizes detection per key set instead of asking every adapter on every call.
+    """
+    global _keys_decide_cache
+    cached = _keys_decide_cache
+    if cached is not None and cached[0] == _generation:
+        return cached[1]
+    decide = all(getattr(a, "detect_by_keys", False) is True for a in _ordered())
+    _keys_decide_cache = (_generation, decide)
+    return decide
 
 
 def error_adapters() -> tuple[Adapter, ...]:

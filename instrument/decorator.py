@@ -145,8 +145,8 @@ class _Plan:
     """Everything about one decorated function that does not change between calls."""
 
     __slots__ = (
-        "adapter", "by_type", "capture_content", "engine", "fields", "generation", "name",
-        "no_fields", "qualname", "warned", "writers", "writers_checked",
+        "adapter", "by_keys", "by_type", "capture_content", "engine", "fields", "generation",
+        "name", "no_fields", "qualname", "warned", "writers", "writers_checked",
     )
 
     def __init__(self, fn: Callable[..., Any], opts: _Options, *, static: bool) -> None:
@@ -181,6 +181,8 @@ class _Plan:
         # Auto-detection memo for non-mapping result types (a type's shape does not change);
         # `None` marks a type no adapter understands. Reset when adapters are (un)registered.
         self.by_type: dict[type, Adapter | None] = {}
+        #: plain dict results: detection per key set, when every adapter decides by keys
+        self.by_keys: dict[frozenset[Any], Adapter | None] = {}
         self.generation = registry.generation()
 
     def check_writers(self, settings: Any) -> None:
@@ -198,10 +200,20 @@ class _Plan:
     def detect(self, result: object) -> Adapter | None:
         if self.generation != registry.generation():
             self.by_type.clear()
+            self.by_keys.clear()
             self.generation = registry.generation()
         tp = type(result)
         found = self.by_type.get(tp, _UNCACHED)
         if found is _BY_SHAPE:
+            if isinstance(result, dict) and tp is dict and len(result) <= 64 \
+                    and registry.keys_decide():
+                keys = frozenset(result)
+                hit = self.by_keys.get(keys, _UNCACHED)
+                if hit is _UNCACHED:
+                    if len(self.by_keys) >= 64:
+                        self.by_keys.clear()
+                    hit = self.by_keys[keys] = registry.match_adapter(result)
+                return hit  # type: ignore[no-any-return]
             return registry.match_adapter(result)
         if found is not _UNCACHED:
             return found  # type: ignore[no-any-return]
