@@ -44,8 +44,8 @@ from instrument.writers.base import BUILTIN_WRITERS
 from instrument.writers.executions import engine_details, round_ms, total_tokens
 from instrument.writers.intensity import IntensityBatch
 from instrument.writers.intensity import apply_sqlite as apply_intensity
-from instrument.writers.logs import credits_used, run_output, status_message
-from instrument.writers.stats import StatsDelta, merge_deltas, stats_delta
+from instrument.writers.logs import credits_used, status_message, summary_text
+from instrument.writers.stats import StatsDelta, merge_deltas
 
 __all__ = ["SQLiteStore"]
 
@@ -123,6 +123,21 @@ def _ts(value: datetime) -> str:
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 #: ``_dumps`` of a ``str`` (what it calls for one).
 encode_basestring = json.encoder.encode_basestring
+try:
+    from _json import make_encoder as _make_encoder
+except ImportError:  # an interpreter without json's C accelerator
+    _make_encoder = None  # type: ignore[assignment, misc]
+#: json's C encoder with ``_dumps``'s settings, made once (``JSONEncoder.encode`` makes one per
+#: call); no cycle check: it only encodes engine details, fresh trees of JSON values.
+_details_encoder = None if _make_encoder is None else _make_encoder(
+    None, json.JSONEncoder().default, encode_basestring, None, ":", ",", False, False, True)
+
+
+def _encode_details(details: dict[str, Any]) -> str:
+    """``_dumps(details)``, for the engine details dict."""
+    if _details_encoder is None:
+        return _dumps(details)
+    return "".join(_details_encoder(details, 0))
 
 
 def _parse_ts(value: object) -> object:
@@ -223,25 +238,24 @@ def _full_output_text(record: ExecutionRecord, eid: str, details_text: str) -> s
 
 
 def _record_params(record: ExecutionRecord, eid: str, log_id: str | None, *, to_exec: bool,
-                   capture_content: bool
+                   capture_content: bool, duration: int | None, total: int | None
                    ) -> tuple[tuple[object, ...] | None, tuple[object, ...] | None]:
     """``_INSERT_EXEC`` and ``_INSERT_LOG`` parameters of a record, straight from its fields.
 
     The same tuples as ``_exec_params(execution_row(...))`` and ``_log_params(log_row(...))``
     (a property test holds them together) without the intermediate row dicts: each shared
-    value (duration, tokens, status, engine details) is computed once. ``None`` for a row the
-    record does not want (`to_exec` false, or no `log_id`).
+    value is computed once (`duration` is ``round_ms(record.duration_ms)``, `total` the
+    record's ``total_tokens``, and the engine details' text). ``None`` for a row the record
+    does not want (`to_exec` false, or no `log_id`).
     """
     r = record.result
-    details_text = _dumps(engine_details(record, capture_content=capture_content))
-    duration = round_ms(record.duration_ms)
-    tokens = r.tokens
-    total = total_tokens(tokens)
+    details_text = _encode_details(engine_details(record, capture_content=capture_content))
     status = "completed" if r.success else "failed"
     exec_params: tuple[object, ...] | None = None
     log_params: tuple[object, ...] | None = None
     if to_exec:
         error = r.error
+        tokens = r.tokens
         exec_params = (
             eid, record.agent_id, record.user_id, record.agent_name, record.session_id,
             record.execution_type, record.engine, status, _ts(record.started_at),
@@ -255,7 +269,7 @@ def _record_params(record: ExecutionRecord, eid: str, log_id: str | None, *, to_
         )
     if log_id is not None:
         log_params = (
-            log_id, eid, record.agent_id, record.user_id, run_output(record),
+            log_id, eid, record.agent_id, record.user_id, summary_text(record, total, duration),
             _full_output_text(record, eid, details_text), status, status_message(record),
             duration, total, credits_used(total),
         )
@@ -320,18 +334,26 @@ class _Prepared:
             if not writers:
                 continue
             record = by_id[eid]
+            r = record.result
+            duration = round_ms(record.duration_ms)
+            total = total_tokens(r.tokens)
             to_exec = "executions" in writers
             to_logs = "logs" in writers
             if to_exec or to_logs:
                 exec_row, log_row = _record_params(
                     record, eid, next(log_ids) if to_logs else None, to_exec=to_exec,
-                    capture_content=capture_content)
+                    capture_content=capture_content, duration=duration, total=total)
                 if exec_row is not None:
                     self.exec_params.append((eid, exec_row))
                 if log_row is not None:
                     self.log_params.append((eid, log_row))
-            if "stats" in writers and (delta := stats_delta(record)) is not None:
-                self.deltas.append((eid, delta))
+            if "stats" in writers and record.agent_id is not None:
+                # stats_delta(record), from the values computed once above
+                ok = r.success
+                self.deltas.append((eid, StatsDelta(
+                    record.agent_id, record.user_id, 1, 1 if ok else 0, 0 if ok else 1,
+                    total or 0, 0 if total is None else 1, duration or 0, record.completed_at,
+                    "completed" if ok else "failed", eid)))
             if "intensity" in writers:
                 self.intensity.append((eid, record))
         self.intensity_batch = IntensityBatch.of(r for _, r in self.intensity)

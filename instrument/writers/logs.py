@@ -14,7 +14,9 @@ from typing import Any
 from instrument.record import ExecutionRecord
 from instrument.writers.executions import engine_details, round_ms, strip_none, total_tokens
 
-__all__ = ["credits_used", "jsonb_text", "log_row", "run_output", "status_message"]
+__all__ = [
+    "credits_used", "jsonb_text", "log_row", "run_output", "status_message", "summary_text",
+]
 
 
 def _jsonb_key(key: str) -> tuple[int, bytes]:
@@ -37,14 +39,18 @@ def credits_used(total: int | None) -> int | None:
 
 def run_output(record: ExecutionRecord) -> str:
     """The JSON summary text; keys with unknown (``None``) values are left out."""
+    return summary_text(record, total_tokens(record.result.tokens), round_ms(record.duration_ms))
+
+
+def summary_text(record: ExecutionRecord, tokens: int | None, duration: int | None) -> str:
+    """:func:`run_output`, given the record's ``total_tokens`` and ``round_ms(duration_ms)``
+    (for a caller that computed them already)."""
     r = record.result
     steps = r.steps
     completed, failed, skipped = (
         (steps.completed, steps.failed, steps.skipped) if steps is not None else (None,) * 3
     )
     known_steps = [v for v in (completed, failed, skipped) if v is not None]
-    tokens = total_tokens(r.tokens)
-    duration = round_ms(record.duration_ms)
     # Written in jsonb_text's key order (byte length, then bytes), so no sort is needed here;
     # the values are a str, a bool and ints (their JSON text is their repr, as json.dumps
     # writes them), the strings through json's own encoder.

@@ -20,10 +20,12 @@ from instrument.record import ExecutionRecord, StepCounts
 from instrument.stores.sqlite import (
     SQLiteStore,
     _dumps,
+    _encode_details,
     _exec_params,
     _full_output_text,
     _log_params,
     _logs_text,
+    _Prepared,
     _record_params,
     _ts,
     _uuid7_text,
@@ -38,7 +40,7 @@ from instrument.writers.executions import (
 )
 from instrument.writers.intensity import batch_aggregates
 from instrument.writers.logs import credits_used, jsonb_text, log_row, run_output
-from instrument.writers.stats import StatsDelta, merge_deltas
+from instrument.writers.stats import StatsDelta, merge_deltas, stats_delta
 from tests.ais.histories import records as ais_records
 from tests.ais.histories import unique_by_id
 from tests.stores.records import ALL_WRITERS
@@ -130,15 +132,27 @@ def test_run_output_text_is_the_reference_summary(rec: ExecutionRecord) -> None:
 def test_record_params_are_the_dumped_rows(rec: ExecutionRecord) -> None:
     """The insert parameters built from the record are those of the reference row dicts."""
     eid = str(rec.execution_id)
+    measured = {"duration": round_ms(rec.duration_ms), "total": total_tokens(rec.result.tokens)}
     for capture in (False, True):
         want_exec = _exec_params(execution_row(rec, capture_content=capture))
         want_log = _log_params(log_row(rec, capture_content=capture), "log-id")
-        assert _record_params(rec, eid, "log-id", to_exec=True,
-                              capture_content=capture) == (want_exec, want_log)
-        assert _record_params(rec, eid, None, to_exec=True,
-                              capture_content=capture) == (want_exec, None)
-        assert _record_params(rec, eid, "log-id", to_exec=False,
-                              capture_content=capture) == (None, want_log)
+        assert _record_params(rec, eid, "log-id", to_exec=True, capture_content=capture,
+                              **measured) == (want_exec, want_log)
+        assert _record_params(rec, eid, None, to_exec=True, capture_content=capture,
+                              **measured) == (want_exec, None)
+        assert _record_params(rec, eid, "log-id", to_exec=False, capture_content=capture,
+                              **measured) == (None, want_log)
+        details = engine_details(rec, capture_content=capture)
+        assert _encode_details(details) == _dumps(details)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(row_records(), max_size=6))
+def test_prepared_stats_deltas_are_stats_delta(recs: list[ExecutionRecord]) -> None:
+    prepared = _Prepared(recs, ALL_WRITERS, capture_content=False)
+    by_id = {str(r.execution_id): r for r in reversed(recs)}  # first wins
+    want = [d for eid in sorted(by_id) if (d := stats_delta(by_id[eid])) is not None]
+    assert [d for _, d in prepared.deltas] == want
 
 
 @settings(max_examples=300, deadline=None)
