@@ -106,11 +106,13 @@ def _params(agg: ais.Aggregates) -> list[Any]:
     return out
 
 
-def batch_aggregates(deltas: Iterable[ais.IntensityDelta]) -> ais.Aggregates:
-    """``Aggregates()`` merged with every delta in order: ``Aggregates.add`` in one pass.
+def batch_aggregates(records: Iterable[ExecutionRecord]) -> ais.Aggregates:
+    """``Aggregates()`` merged with every record's delta in order, in one pass.
 
-    Equal to ``functools.reduce(Aggregates.add, deltas, Aggregates())`` (the same additions in
-    the same order, so float sums are bit-identical) without a dataclass per record.
+    Equal to ``functools.reduce(Aggregates.add, map(IntensityDelta.from_record, records),
+    Aggregates())`` for records that all have an ``agent_id`` (the same additions in the same
+    order, so float sums are bit-identical; a property test holds the two together) without a
+    delta or an aggregate per record: the delta's values are read from the record here.
     """
     total = successful = n_retry = retries = retried = recovered = 0
     n_tok = tokens = n_io = tok_in = tok_out = 0
@@ -126,54 +128,68 @@ def batch_aggregates(deltas: Iterable[ais.IntensityDelta]) -> ais.Aggregates:
     parallel: int | None = None
     n_mem = mem_tokens = n_mem_entries = mem_entries = n_mem_types = 0
     mem_types: set[str] = set()
-    latest: ais.IntensityDelta | None = None
-    for d in deltas:
+    latest: tuple[datetime, str, int] | None = None  # (completed_at, execution_id, output)
+    ms, utc = ais._ms, ais._utc  # IntensityDelta.from_record's sanitizers
+    for record in records:
+        r = record.result
+        success = r.success
         total += 1
-        successful += int(d.success)
-        if d.retries is not None:
+        successful += int(success)
+        if (n := r.retries) is not None:
             n_retry += 1
-            retries += d.retries
-            if d.retries > 0:
+            retries += n
+            if n > 0:
                 retried += 1
-                recovered += int(d.success)
-        if d.total_tokens is not None:
+                recovered += int(success)
+        tok = r.tokens
+        inp = out = run_tokens = None
+        if tok is not None:
+            inp, out, run_tokens = tok.input_tokens, tok.output_tokens, tok.total_tokens
+            if run_tokens is None and inp is not None and out is not None:
+                run_tokens = inp + out
+        if run_tokens is not None:
             n_tok += 1
-            tokens += d.total_tokens
-            peak_tok = _max(peak_tok, d.total_tokens)
-        duration = duration + d.duration_ms
-        peak_duration = _max(peak_duration, d.duration_ms)
-        if d.iterations is not None:
+            tokens += run_tokens
+            peak_tok = _max(peak_tok, run_tokens)
+        run_ms = ms(record.duration_ms) or 0.0
+        duration = duration + run_ms
+        peak_duration = _max(peak_duration, run_ms)
+        if (n := r.iterations) is not None:
             n_iter += 1
-            iterations += d.iterations
-        if d.tool_calls is not None:
+            iterations += n
+        if (calls := r.tool_calls) is not None:
             n_tool += 1
-            tool_calls += d.tool_calls
-        if d.plugins:
-            plugins.update(d.plugins)
-        if d.orchestration_ms is not None:
+            tool_calls += len(calls)
+            for call in calls:
+                if call.plugin:
+                    plugins.add(call.plugin)
+        orch = ms(r.orchestration_ms)
+        if orch is not None:
             n_orch += 1
-        orchestration = orchestration + (d.orchestration_ms or 0.0)
-        steps = _max(steps, d.workflow_steps)
-        branches = _max(branches, d.branches)
-        loops = _max(loops, d.loops)
-        parallel = _max(parallel, d.parallel)
-        if d.memory_tokens is not None:
-            n_mem += 1
-            mem_tokens += d.memory_tokens
-        if d.memory_entries is not None:
-            n_mem_entries += 1
-            mem_entries += d.memory_entries
-        if d.memory_types is not None:
-            n_mem_types += 1
-            mem_types.update(d.memory_types)
-        tok_in += d.input_tokens or 0
-        tok_out += d.output_tokens or 0
-        if d.output_tokens is not None:  # an io run: candidate for the latest one
+        orchestration = orchestration + (orch or 0.0)
+        if (wf := r.workflow) is not None:
+            steps = _max(steps, wf.steps)
+            branches = _max(branches, wf.branches)
+            loops = _max(loops, wf.loops)
+            parallel = _max(parallel, wf.parallel)
+        if (mem := r.memory) is not None:
+            if mem.tokens is not None:
+                n_mem += 1
+                mem_tokens += mem.tokens
+            if mem.entry_count is not None:
+                n_mem_entries += 1
+                mem_entries += mem.entry_count
+            if mem.types is not None:
+                n_mem_types += 1
+                mem_types.update(mem.types)
+        if inp is not None and out is not None:  # an io run: candidate for the latest one
+            tok_in += inp
+            tok_out += out
             n_io += 1
+            candidate = (utc(record.completed_at), str(record.execution_id), out)
             # Aggregates.merge keeps the accumulated winner only when strictly later.
-            if latest is None or not ((latest.completed_at, latest.execution_id)
-                                      > (d.completed_at, d.execution_id)):
-                latest = d
+            if latest is None or not latest[:2] > candidate[:2]:
+                latest = candidate
     return ais.Aggregates(
         total_executions=total, successful_executions=successful,
         failed_executions=total - successful, n_retry_runs=n_retry, total_retries=retries,
@@ -188,9 +204,9 @@ def batch_aggregates(deltas: Iterable[ais.IntensityDelta]) -> ais.Aggregates:
         total_memory_tokens=mem_tokens, n_memory_entry_runs=n_mem_entries,
         total_memory_entries=mem_entries, n_memory_type_runs=n_mem_types,
         memory_types=frozenset(mem_types),
-        latest_completed_at=None if latest is None else latest.completed_at,
-        latest_execution_id=None if latest is None else latest.execution_id,
-        latest_output_tokens=None if latest is None else latest.output_tokens,
+        latest_completed_at=None if latest is None else latest[0],
+        latest_execution_id=None if latest is None else latest[1],
+        latest_output_tokens=None if latest is None else latest[2],
     )
 
 
@@ -239,18 +255,18 @@ class IntensityBatch:
     @classmethod
     def of(cls, records: Iterable[ExecutionRecord]) -> IntensityBatch:
         """From `records` (deduplicated, in the order their float sums are to be added)."""
-        per_agent_deltas: dict[str, list[ais.IntensityDelta]] = {}
+        per_agent: dict[str, list[ExecutionRecord]] = {}
         users: dict[str, str | None] = {}
         for record in records:
-            delta = ais.IntensityDelta.from_record(record)
-            if delta is None:
+            agent_id = record.agent_id
+            if agent_id is None:  # no agent to score (IntensityDelta.from_record gives None)
                 continue
-            per_agent_deltas.setdefault(delta.agent_id, []).append(delta)
+            per_agent.setdefault(agent_id, []).append(record)
             # a new row takes the batch's smallest user_id (as the Postgres function does)
-            known = users.get(delta.agent_id)
+            known = users.get(agent_id)
             if record.user_id is not None and (known is None or record.user_id < known):
-                users[delta.agent_id] = record.user_id
-        return cls({a: batch_aggregates(ds) for a, ds in per_agent_deltas.items()}, users)
+                users[agent_id] = record.user_id
+        return cls({a: batch_aggregates(rs) for a, rs in per_agent.items()}, users)
 
 
 def apply_sqlite(conn: sqlite3.Connection, records: Sequence[ExecutionRecord] | IntensityBatch

@@ -38,7 +38,7 @@ from instrument.writers.executions import (
     strip_nulls_deep,
     total_tokens,
 )
-from instrument.writers.intensity import batch_aggregates
+from instrument.writers.intensity import IntensityBatch, batch_aggregates
 from instrument.writers.logs import credits_used, jsonb_text, log_row, run_output
 from instrument.writers.stats import StatsDelta, merge_deltas, stats_delta
 from tests.ais.histories import records as ais_records
@@ -47,14 +47,33 @@ from tests.stores.records import ALL_WRITERS
 from tests.stores.test_sql_parity import records as row_records
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=300, deadline=None)
 @given(st.lists(ais_records(agents=("agent-a",)), max_size=25).map(unique_by_id))
 def test_batch_aggregates_is_exactly_add_in_order(history: list[ExecutionRecord]) -> None:
     deltas = [d for d in map(ais.IntensityDelta.from_record, history) if d is not None]
     want = functools.reduce(ais.Aggregates.add, deltas, ais.Aggregates())
-    got = batch_aggregates(deltas)
+    got = batch_aggregates(history)
     assert got == want  # bit-identical floats, not merely close
     assert math.copysign(1.0, got.total_duration_ms) == math.copysign(1.0, want.total_duration_ms)
+    assert math.copysign(1.0, got.total_orchestration_ms) == math.copysign(
+        1.0, want.total_orchestration_ms)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(ais_records(), max_size=25).map(unique_by_id))
+def test_intensity_batch_is_the_deltas_per_agent(history: list[ExecutionRecord]) -> None:
+    per_agent: dict[str, list[ais.IntensityDelta]] = {}
+    users: dict[str, str | None] = {}
+    for rec in history:
+        if (d := ais.IntensityDelta.from_record(rec)) is not None:
+            per_agent.setdefault(d.agent_id, []).append(d)
+            if rec.user_id is not None and (users.get(d.agent_id) or "\uffff") > rec.user_id:
+                users[d.agent_id] = rec.user_id
+    batch = IntensityBatch.of(history)
+    assert dict(batch.aggregates) == {
+        a: functools.reduce(ais.Aggregates.add, ds, ais.Aggregates())
+        for a, ds in per_agent.items()}
+    assert dict(batch.users) == users
 
 
 def _reference_details(record: ExecutionRecord, *, capture_content: bool) -> dict[str, Any]:
