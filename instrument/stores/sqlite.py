@@ -324,10 +324,12 @@ class _Prepared:
             eid: defaults if (w := by_id[eid].writers) is None else _BUILTIN.intersection(w)
             for eid in eids
         }
-        self.exec_params: list[tuple[str, tuple[object, ...]]] = []
-        self.log_params: list[tuple[str, tuple[object, ...]]] = []
-        self.deltas: list[tuple[str, StatsDelta]] = []
-        self.intensity: list[tuple[str, ExecutionRecord]] = []
+        # Keyed by execution id, in eid order: no (eid, row) pair per record (fewer objects
+        # for the garbage collector to track and promote while the batch is being built).
+        self.exec_params: dict[str, tuple[object, ...]] = {}
+        self.log_params: dict[str, tuple[object, ...]] = {}
+        self.deltas: dict[str, StatsDelta] = {}
+        self.intensity: dict[str, ExecutionRecord] = {}
         log_ids = iter(_uuid7_texts(sum(1 for eid in eids if "logs" in self.wanted[eid])))
         for eid in eids:
             writers = self.wanted[eid]
@@ -344,19 +346,19 @@ class _Prepared:
                     record, eid, next(log_ids) if to_logs else None, to_exec=to_exec,
                     capture_content=capture_content, duration=duration, total=total)
                 if exec_row is not None:
-                    self.exec_params.append((eid, exec_row))
+                    self.exec_params[eid] = exec_row
                 if log_row is not None:
-                    self.log_params.append((eid, log_row))
+                    self.log_params[eid] = log_row
             if "stats" in writers and record.agent_id is not None:
                 # stats_delta(record), from the values computed once above
                 ok = r.success
-                self.deltas.append((eid, StatsDelta(
+                self.deltas[eid] = StatsDelta(
                     record.agent_id, record.user_id, 1, 1 if ok else 0, 0 if ok else 1,
                     total or 0, 0 if total is None else 1, duration or 0, record.completed_at,
-                    "completed" if ok else "failed", eid)))
+                    "completed" if ok else "failed", eid)
             if "intensity" in writers:
-                self.intensity.append((eid, record))
-        self.intensity_batch = IntensityBatch.of(r for _, r in self.intensity)
+                self.intensity[eid] = record
+        self.intensity_batch = IntensityBatch.of(self.intensity.values())
 
 
 class SQLiteStore:
@@ -527,15 +529,18 @@ class SQLiteStore:
             [(eid, bits) for eid in eids if (bits := _mask(new[eid]))],
         )
         if done:  # a redelivery: only what the ledger has not seen yet
-            exec_params = [p for eid, p in batch.exec_params if "executions" in new[eid]]
-            log_params = [p for eid, p in batch.log_params if "logs" in new[eid]]
-            deltas = [d for eid, d in batch.deltas if "stats" in new[eid]]
+            exec_params: Collection[tuple[object, ...]] = [
+                p for eid, p in batch.exec_params.items() if "executions" in new[eid]]
+            log_params: Collection[tuple[object, ...]] = [
+                p for eid, p in batch.log_params.items() if "logs" in new[eid]]
+            deltas: Collection[StatsDelta] = [
+                d for eid, d in batch.deltas.items() if "stats" in new[eid]]
             intensity = IntensityBatch.of(
-                r for eid, r in batch.intensity if "intensity" in new[eid])
+                r for eid, r in batch.intensity.items() if "intensity" in new[eid])
         else:
-            exec_params = [p for _, p in batch.exec_params]
-            log_params = [p for _, p in batch.log_params]
-            deltas = [d for _, d in batch.deltas]
+            exec_params = batch.exec_params.values()
+            log_params = batch.log_params.values()
+            deltas = batch.deltas.values()
             intensity = batch.intensity_batch
         conn.executemany(_INSERT_EXEC, exec_params)
         conn.executemany(_INSERT_LOG, log_params)

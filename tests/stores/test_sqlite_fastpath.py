@@ -171,7 +171,7 @@ def test_prepared_stats_deltas_are_stats_delta(recs: list[ExecutionRecord]) -> N
     prepared = _Prepared(recs, ALL_WRITERS, capture_content=False)
     by_id = {str(r.execution_id): r for r in reversed(recs)}  # first wins
     want = [d for eid in sorted(by_id) if (d := stats_delta(by_id[eid])) is not None]
-    assert [d for _, d in prepared.deltas] == want
+    assert list(prepared.deltas.values()) == want
 
 
 @settings(max_examples=300, deadline=None)
