@@ -2,7 +2,8 @@
 
 ``submit`` is O(1) and never does network I/O: it appends the record's JSON line to this
 process's spool segment (one ``write(2)``, no fsync) and, while the in-memory queue has room,
-hands the record object to the background worker. When the queue is full the record is only
+hands the record object to the background worker. In deferred spool mode it only appends the
+record to a lock-free intake queue that a spooler thread writes to the spool every 10 ms. When the queue is full the record is only
 on disk ("spilled") and the worker reads it back later, so memory stays bounded and nothing
 blocks. The worker batches by size and age, writes each batch through the store in one
 transaction, then through the custom writers, and acknowledges it in the spool.
@@ -12,6 +13,8 @@ backoff and jitter behind a circuit breaker; RecordRejected bisects the batch an
 only the refused record(s); SchemaMismatch keeps everything on disk, says to run ``instrument
 migrate`` (rate limited) and retries slowly. A process's leftovers (crash, kill -9, timeout at
 exit) are replayed by the next process that starts on the same spool, or by :func:`replay`.
+Applying entries to the store (bisecting, quarantine, custom writers) and :func:`replay` live
+in :mod:`instrument.delivery`.
 """
 
 from __future__ import annotations
@@ -23,12 +26,13 @@ import threading
 import time
 import weakref
 from collections import deque
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from instrument.errors import RecordRejected, SchemaMismatch
+from instrument.delivery import Deliverer, Partial, ReplayReport, replay
+from instrument.errors import SchemaMismatch
 from instrument.record import ExecutionRecord
 from instrument.retry import Backoff, CircuitBreaker
 from instrument.spool import (
@@ -38,7 +42,6 @@ from instrument.spool import (
     SegmentWriter,
     encode,
     find_orphans,
-    quarantine,
     quarantined,
     resolve_spool_dir,
     spool_usage,
@@ -63,7 +66,6 @@ __all__ = [
 
 _log = logging.getLogger(__name__)
 
-_WRITER_ATTEMPTS = 5
 #: deferred spool mode: how long a record may wait in memory before it is on disk
 DEFERRED_SPOOL_INTERVAL_S = 0.01
 _SCHEMA_RETRY_S = 30.0
@@ -140,96 +142,6 @@ class _Stopped(Exception):
     """The pipeline is shutting down while a batch is still undelivered (it stays spooled)."""
 
 
-class _Partial(Exception):
-    """A batch failed after its first `done` entries were delivered."""
-
-    def __init__(self, done: int, cause: BaseException) -> None:
-        super().__init__(str(cause))
-        self.done = done
-        self.cause = cause
-
-
-class _Deliverer:
-    """Applies entries to the store with bisection of refused records, then custom writers."""
-
-    def __init__(self, store: Store, writers: Collection[str], custom: Sequence[Writer],
-                 spool_dir: Path | None) -> None:
-        self.store = store
-        self.writers = tuple(writers)
-        self.custom = tuple(custom)
-        self.spool_dir = spool_dir
-        self.applied = self.duplicates = self.quarantined = self.batches = 0
-        self.writer_errors = 0
-        self.latency_ms: float | None = None
-
-    def deliver(self, entries: list[Entry], on_done: Callable[[list[Entry]], None],
-                stop: threading.Event | None = None) -> None:
-        """Deliver all `entries` in order; raises :class:`_Partial` on a non-record failure."""
-        done = 0
-        todo = [(0, len(entries))]
-        while todo:
-            lo, hi = todo.pop()
-            chunk = entries[lo:hi]
-            records = [e.record for e in chunk if e.record is not None]
-            if records:
-                t0 = time.perf_counter()
-                try:
-                    result = self.store.apply(records, self.writers)
-                except RecordRejected as exc:
-                    if len(records) > 1:
-                        mid = (lo + hi) // 2
-                        todo += [(mid, hi), (lo, mid)]
-                        continue
-                    self._quarantine(chunk, exc)
-                    done = hi
-                    on_done(entries[lo:hi])
-                    continue
-                except BaseException as exc:  # transient or schema: the caller retries
-                    raise _Partial(done, exc) from exc
-                self.latency_ms = (time.perf_counter() - t0) * 1000
-                self.batches += 1
-                self.applied += result.applied
-                self.duplicates += result.duplicates
-                self._custom(records, stop)
-            for e in chunk:
-                if e.record is None:
-                    self._quarantine([e], None)
-            done = hi
-            on_done(chunk)
-
-    def _quarantine(self, chunk: list[Entry], exc: RecordRejected | None) -> None:
-        for e in chunk:
-            kind = type(exc).__name__ if exc is not None else "UnreadableSpoolEntry"
-            why = str(exc) if exc is not None else e.error
-            quarantine(self.spool_dir, e, kind, why, self.store.display_url)
-            self.quarantined += 1
-            _log.error(
-                "logged-execution: quarantined execution %s (%s: %s); the rest of its batch "
-                "continues. List them with instrument.pipeline.quarantined(settings).",
-                e.record.execution_id if e.record is not None else "<unreadable>", kind, why,
-            )
-
-    def _custom(self, records: list[ExecutionRecord], stop: threading.Event | None) -> None:
-        backoff = Backoff(base_s=0.05, cap_s=1.0)
-        for w in self.custom:
-            mine = [r for r in records if r.writers is None or w.name in r.writers]
-            if not mine:
-                continue
-            for attempt in range(_WRITER_ATTEMPTS):
-                try:
-                    w.write(mine)
-                    break
-                except Exception:  # a user writer's failure: retried, then logged and skipped
-                    _log.warning("writer %r failed (attempt %d of %d)", w.name, attempt + 1,
-                                 _WRITER_ATTEMPTS, exc_info=True)
-                    if stop is not None and stop.wait(backoff.delay(attempt)):
-                        break
-            else:
-                self.writer_errors += 1
-                _log.error("writer %r gave up on %d records after %d attempts", w.name,
-                           len(mine), _WRITER_ATTEMPTS)
-
-
 #: Objects a forked child inherited (store connections, fds): kept alive, never closed, so the
 #: child never tears down its parent's sockets.
 _ABANDONED: list[object] = []
@@ -304,7 +216,7 @@ class DeliveryPipeline:
         self._breaker = CircuitBreaker(backoff=self._backoff)
         self._orphan: Orphan | None = None
         self._writer: SegmentWriter | None = None
-        self._deliverer = _Deliverer(store, self.writers, self.custom_writers, self.spool_dir)
+        self._deliverer = Deliverer(store, self.writers, self.custom_writers, self.spool_dir)
         if not start:
             return
         if self.spool_dir is not None:
@@ -665,7 +577,7 @@ class DeliveryPipeline:
             self._wait_for_breaker()
             try:
                 self._deliverer.deliver(entries, ack, self._stop)
-            except _Partial as p:
+            except Partial as p:
                 entries = entries[p.done:]
                 self._retries += 1
                 if self._writer is not None:
@@ -780,73 +692,3 @@ def build_pipeline(settings: Settings, store: Store) -> DeliveryPipeline:
         spool_mode=settings.spool_mode,
         store_factory=lambda: open_store(settings.database_url, settings),
     )
-
-
-@dataclass(frozen=True, slots=True)
-class ReplayReport:
-    """What :func:`replay` did."""
-
-    applied: int
-    duplicates: int
-    quarantined: int
-    #: records still on disk (store unreachable, or owned by a live process)
-    remaining: int
-    processes: int
-    skipped_live: int
-    error: str | None = None
-
-
-def replay(settings: Settings, progress: Callable[[int, int], None] | None = None, *,
-           store: Store | None = None, max_attempts: int = 3) -> ReplayReport:
-    """Deliver every spooled record left by finished processes (`instrument replay`).
-
-    Segments of live processes are left to them. Safe to run while other processes replay:
-    each finished process's spool is adopted under its lock by exactly one replayer.
-    """
-    directory = resolve_spool_dir(settings)
-    if directory is None or not directory.is_dir():
-        return ReplayReport(0, 0, 0, 0, 0, 0)
-    from instrument.stores import open_store
-
-    own_store = store is None
-    st = open_store(settings.database_url, settings) if store is None else store
-    deliverer = _Deliverer(st, settings.writers, settings.custom_writers, directory)
-    orphans = list(find_orphans(directory))
-    owners = {p.name.split(".", 1)[0] for p in directory.glob("*.seg")}
-    skipped = len(owners - {o.owner for o in orphans})
-    total = sum(o.pending() for o in orphans)
-    done = 0
-    error: str | None = None
-    backoff = Backoff(base_s=0.2, cap_s=5.0)
-
-    def ack_for(o: Orphan) -> Callable[[list[Entry]], None]:
-        def ack(entries: list[Entry]) -> None:
-            nonlocal done
-            o.ack(entries[-1].seq, entries[-1].end)
-            done += len(entries)
-            if progress is not None:
-                progress(done, total)
-        return ack
-
-    try:
-        for o in orphans:
-            attempts = 0
-            while (entries := o.next_batch(settings.batch_size)) and error is None:
-                try:
-                    deliverer.deliver(entries, ack_for(o))
-                    attempts = 0
-                except _Partial as p:
-                    attempts += 1
-                    if attempts >= max_attempts or isinstance(p.cause, SchemaMismatch):
-                        error = f"{type(p.cause).__name__}: {p.cause}"
-                    else:
-                        time.sleep(backoff.delay(attempts))
-            if error is not None:
-                break
-    finally:
-        for o in orphans:
-            o.release()
-        if own_store:
-            st.close()
-    return ReplayReport(deliverer.applied, deliverer.duplicates, deliverer.quarantined,
-                        total - done, len(orphans), skipped, error)
