@@ -3,10 +3,11 @@
 ``submit`` is O(1) and never does network I/O: it appends the record's JSON line to this
 process's spool segment (one ``write(2)``, no fsync) and, while the in-memory queue has room,
 hands the record object to the background worker. In deferred spool mode it only appends the
-record to a lock-free intake queue that a spooler thread writes to the spool every 10 ms. When the queue is full the record is only
-on disk ("spilled") and the worker reads it back later, so memory stays bounded and nothing
-blocks. The worker batches by size and age, writes each batch through the store in one
-transaction, then through the custom writers, and acknowledges it in the spool.
+record to a lock-free intake queue that a spooler thread writes to the spool every 10 ms. When
+the queue is full the record is only on disk ("spilled") and the worker reads it back later, so
+memory stays bounded and nothing blocks. The worker batches by size and age, writes each
+batch through the store in one transaction, then through the custom writers, and acknowledges
+it in the spool.
 
 Failures: transient ones (StoreUnavailable, anything unknown) are retried with exponential
 backoff and jitter behind a circuit breaker; RecordRejected bisects the batch and quarantines
