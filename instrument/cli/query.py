@@ -52,14 +52,17 @@ def stats(database_url: str | None, as_json: bool, agent_id: str | None,
     with open_store_for(settings) as store:
         stats_rows = store_call(store, store.agent_stats)
         intensity_rows = store_call(store, lambda: store.intensity_metrics(None))
+        # re-scoring uses the database's weights, tiers and percentile, not the code's defaults
+        read_config = getattr(store, "ais_config", None)
+        base = store_call(store, read_config) if recompute_ranges and read_config else None
         url = store.display_url
-    ranges = dynamic_ranges(intensity_rows) if recompute_ranges else None
+    ranges = dynamic_ranges(intensity_rows, base) if recompute_ranges else None
     note = None
     if recompute_ranges and not ranges:
         ranges = None
         note = ("dynamic ranges need at least 10 executions across agents; "
                 "scored with the best-practice ranges")
-    summaries = agent_summaries(stats_rows, intensity_rows, ranges)
+    summaries = agent_summaries(stats_rows, intensity_rows, ranges, base)
     if agent_id is not None:
         known = [s["agent_id"] for s in summaries]
         summaries = [s for s in summaries if s["agent_id"] == agent_id]

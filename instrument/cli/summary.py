@@ -27,13 +27,15 @@ def _num(v: Any) -> float | None:
 
 
 def ais_scores(row: Mapping[str, Any],
-               ranges: Mapping[str, tuple[float, float]] | None = None) -> dict[str, Any]:
+               ranges: Mapping[str, tuple[float, float]] | None = None,
+               base: ais.AISConfig | None = None) -> dict[str, Any]:
     """Component scores, execution/combined score and multiplier for one intensity row.
 
     The scores the intensity writer stored (what billing reads), or, with dynamic `ranges`,
-    scores recomputed from the stored aggregates by :func:`instrument.ais.score`.
+    scores recomputed from the stored aggregates by :func:`instrument.ais.score` with the
+    database's configuration `base` (weights, tiers...) and those ranges.
     """
-    config = ais.AISConfig().with_ranges(ranges) if ranges else None
+    config = (base or ais.AISConfig()).with_ranges(ranges) if ranges else None
     got = intensity.agent_scores(row, config)
     comps = {c: _num(pick(got, *_component_names(c))) for c in COMPONENTS}
     combined = _num(pick(got, "combined_score", "intensity_score"))
@@ -44,9 +46,11 @@ def ais_scores(row: Mapping[str, Any],
             "combined_score": combined, "multiplier": multiplier}
 
 
-def dynamic_ranges(rows: Sequence[Mapping[str, Any]]) -> dict[str, tuple[float, float]]:
-    """The fleet's dynamic ranges (AIS.md), computed now from every agent's aggregates."""
-    return ais.dynamic_ranges([intensity.aggregates_from_row(r) for r in rows])
+def dynamic_ranges(rows: Sequence[Mapping[str, Any]], config: ais.AISConfig | None = None
+                   ) -> dict[str, tuple[float, float]]:
+    """The fleet's dynamic ranges (AIS.md), computed now from every agent's aggregates, with
+    the percentile and minimum fleet size of `config` (the database's configuration)."""
+    return ais.dynamic_ranges([intensity.aggregates_from_row(r) for r in rows], config)
 
 
 def _component_names(component: str) -> tuple[str, ...]:
@@ -59,6 +63,7 @@ def agent_summaries(
     stats_rows: Sequence[Mapping[str, Any]],
     intensity_rows: Sequence[Mapping[str, Any]],
     ranges: Mapping[str, tuple[float, float]] | None = None,
+    base: ais.AISConfig | None = None,
 ) -> list[dict[str, Any]]:
     """One JSON-safe dict per agent, sorted by agent id."""
     stats = {str(r["agent_id"]): r for r in stats_rows if r.get("agent_id") is not None}
@@ -87,7 +92,7 @@ def agent_summaries(
             "last_run_at": pick(s, "last_run_at"),
             "last_run_status": pick(s, "last_run_status"),
         }
-        summary.update(ais_scores(i, ranges) if i else {
+        summary.update(ais_scores(i, ranges, base) if i else {
             "components": dict.fromkeys(COMPONENTS), "execution_score": None,
             "combined_score": None, "multiplier": None,
         })

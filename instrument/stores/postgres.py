@@ -20,6 +20,7 @@ from uuid import UUID
 
 from pydantic import TypeAdapter
 
+from instrument.ais import AISConfig
 from instrument.errors import ConfigurationError, RecordRejected, SchemaMismatch, StoreUnavailable
 from instrument.record import ExecutionRecord
 from instrument.stores import migrations
@@ -350,6 +351,11 @@ class PostgresStore:
 
     def agent_stats(self) -> list[dict[str, Any]]:
         return self._select("select * from public.agent_stats order by agent_id")
+
+    def ais_config(self) -> AISConfig:
+        """The AIS configuration stored in this database (``ais_config``)."""
+        rows = self._select("select key, value from public.ais_config")
+        return AISConfig.from_rows((r["key"], r["value"]) for r in rows)
 
     def intensity_metrics(self, agent_id: str | None = None) -> list[dict[str, Any]]:
         if agent_id is None:

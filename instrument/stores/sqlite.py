@@ -36,6 +36,7 @@ from datetime import UTC, datetime
 from operator import itemgetter
 from typing import Any
 
+from instrument.ais import AISConfig
 from instrument.errors import RecordRejected, SchemaMismatch, StoreUnavailable
 from instrument.record import ExecutionRecord
 from instrument.stores import migrations
@@ -589,6 +590,11 @@ class SQLiteStore:
 
     def agent_stats(self) -> list[dict[str, Any]]:
         return self._select("SELECT * FROM agent_stats ORDER BY agent_id")
+
+    def ais_config(self) -> AISConfig:
+        """The AIS configuration stored in this database (``ais_config``)."""
+        rows = self._select("SELECT key, value FROM ais_config")
+        return AISConfig.from_rows((r["key"], r["value"]) for r in rows)
 
     def intensity_metrics(self, agent_id: str | None = None) -> list[dict[str, Any]]:
         if agent_id is None:

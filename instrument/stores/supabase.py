@@ -25,6 +25,7 @@ import threading
 from collections.abc import Awaitable, Callable, Collection, Coroutine, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from instrument.ais import AISConfig
 from instrument.errors import (
     ConfigurationError,
     RecordRejected,
@@ -312,6 +313,11 @@ class SupabaseStore:
     def agent_stats(self) -> list[dict[str, Any]]:
         return list(self._execute(
             lambda c: c.table("agent_stats").select("*").order("agent_id")).data or [])
+
+    def ais_config(self) -> AISConfig:
+        """The AIS configuration stored in the project (``ais_config``)."""
+        rows = self._execute(lambda c: c.table("ais_config").select("key,value")).data or []
+        return AISConfig.from_rows((r["key"], r["value"]) for r in rows)
 
     def intensity_metrics(self, agent_id: str | None = None) -> list[dict[str, Any]]:
         def build(c: Any) -> Any:

@@ -143,6 +143,38 @@ def test_stats_recompute_ranges(run: Run, db_url: str) -> None:
     assert all(hi > lo for lo, hi in ranges.values())
 
 
+def test_stats_recompute_ranges_scores_with_the_databases_ais_config(
+        run: Run, db_url: str) -> None:
+    import sqlite3
+
+    from instrument import ais
+    from instrument.cli.summary import ais_scores, dynamic_ranges
+    from instrument.writers.intensity import save_config_sqlite
+
+    run("demo")
+    custom = ais.AISConfig.from_mapping({  # execution-heavy weights, a lower percentile
+        "weight.token": 0.05, "weight.execution": 0.8, "weight.plugin": 0.05,
+        "weight.workflow": 0.05, "weight.memory": 0.05, "dynamic.percentile": 0.5})
+    path = db_url.removeprefix("sqlite:///")
+    with sqlite3.connect(path) as conn:
+        save_config_sqlite(conn, custom)
+        rows = [dict(zip([c[0] for c in cur.description], r, strict=True))
+                for cur in [conn.execute("SELECT * FROM agent_intensity_metrics")]
+                for r in cur.fetchall()]
+    data = run("stats", "--json", "--recompute-ranges").json()
+    ranges = dynamic_ranges(rows, custom)
+    assert ranges != dynamic_ranges(rows)  # the stored percentile, not the default one
+    assert {k: tuple(v) for k, v in data["ranges"].items()} == ranges
+    for agent in data["agents"]:
+        row = next(r for r in rows if r["agent_id"] == agent["agent_id"])
+        expected = ais_scores(row, ranges, custom)
+        assert agent["execution_score"] == expected["execution_score"]
+        assert agent["combined_score"] == expected["combined_score"]
+    scored = [a for a in data["agents"] if a["execution_score"] is not None]
+    assert any(ais_scores(next(r for r in rows if r["agent_id"] == a["agent_id"]), ranges)
+               ["execution_score"] != a["execution_score"] for a in scored)  # not defaults
+
+
 def test_stats_recompute_ranges_on_a_small_fleet(run: Run, db_url: str) -> None:
     @instrument.logged_execution(agent_id="agent_id")
     def once(agent_id: str) -> dict[str, object]:

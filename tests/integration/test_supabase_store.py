@@ -637,3 +637,13 @@ def test_the_compose_example_runs_the_app_against_supabase_with_jaeger() -> None
     for name in ("SUPABASE_URL", "SUPABASE_SERVICE_ROLE_KEY", "INSTRUMENT_DATABASE_URL"):
         assert name in text
         assert f"{name}=" in documented
+
+
+def test_the_projects_ais_config_reads_back(store: SupabaseStore, supabase_db: str) -> None:
+    from instrument.ais import AISConfig
+
+    assert store.ais_config() == AISConfig()
+    with psycopg.connect(supabase_db) as conn:
+        conn.execute("update ais_config set value = '0.5'::jsonb "
+                     "where key = 'dynamic.percentile'")
+    assert store.ais_config().dynamic_percentile == 0.5

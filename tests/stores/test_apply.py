@@ -214,3 +214,25 @@ def test_a_nul_character_does_not_cost_the_record(store: Store) -> None:
     nul = "\ufffd" if isinstance(store, PostgresStore) else "\x00"
     assert row["error_message"] == f"bin{nul}ary \\u0000 kept"
     assert row["logs"]["extras"] == {f"k{nul}": f"v{nul}"}
+
+
+def test_the_stored_ais_config_reads_back(store: Store, dialect: str) -> None:
+    import json
+
+    from instrument.ais import AISConfig
+
+    assert store.ais_config() == AISConfig()  # type: ignore[attr-defined]  # seeded defaults
+    value = json.dumps(0.5)
+    if dialect == "sqlite":
+        import sqlite3
+
+        with sqlite3.connect(store.path) as conn:  # type: ignore[attr-defined]
+            conn.execute("UPDATE ais_config SET value = ? WHERE key = 'dynamic.percentile'",
+                         (value,))
+    else:
+        import psycopg
+
+        with psycopg.connect(store.url) as conn:  # type: ignore[attr-defined]
+            conn.execute("update ais_config set value = %s::jsonb "
+                         "where key = 'dynamic.percentile'", (value,))
+    assert store.ais_config().dynamic_percentile == 0.5  # type: ignore[attr-defined]
