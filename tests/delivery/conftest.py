@@ -21,3 +21,13 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     store.migrate()
     store.close()
     return url
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> str:
+    """A migrated SQLite file behind the fault-injection store (tests/delivery/faultstore.py)."""
+    from tests.delivery.faultstore import FileStore
+
+    path = str(tmp_path / "t.db")
+    FileStore(path).migrate()
+    return path

@@ -7,8 +7,13 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from instrument.record import ExecutionRecord, ExecutionResult, TokenUsage
+
+if TYPE_CHECKING:
+    from instrument.pipeline import DeliveryPipeline
 
 
 def make_record(agent_id: str = "agent-1", execution_id: uuid.UUID | None = None
@@ -32,3 +37,16 @@ def locked(path: str) -> Iterator[None]:
     finally:
         c.execute("ROLLBACK")
         c.close()
+
+
+def file_pipeline(db: str, spool: Path | None, **kw: object) -> DeliveryPipeline:
+    """A fast-ticking pipeline over the fault-injection SQLite store (executions writer)."""
+    from instrument.pipeline import DeliveryPipeline
+    from instrument.retry import Backoff
+    from tests.delivery.faultstore import FileStore
+
+    opts: dict[str, object] = {"batch_size": 100, "flush_interval_s": 0.02,
+                               "backoff": Backoff(base_s=0.02, cap_s=0.2)}
+    opts.update(kw)
+    return DeliveryPipeline(FileStore(db), writers=("executions",), spool_dir=spool,
+                            store_factory=lambda: FileStore(db), **opts)  # type: ignore[arg-type]

@@ -13,28 +13,15 @@ import pytest
 from instrument.config import resolve_settings
 from instrument.errors import ConfigurationError
 from instrument.pipeline import DeliveryPipeline, replay
-from instrument.retry import Backoff
 from tests.delivery.effects import effects
-from tests.delivery.faultstore import FileStore, rows
-from tests.delivery.helpers import locked, make_record
+from tests.delivery.faultstore import rows
+from tests.delivery.helpers import file_pipeline, locked, make_record
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def _pipeline(db: str, spool: Path, **kw: object) -> DeliveryPipeline:
-    opts: dict[str, object] = {"batch_size": 100, "flush_interval_s": 0.02,
-                               "backoff": Backoff(base_s=0.02, cap_s=0.2),
-                               "spool_mode": "deferred"}
-    opts.update(kw)
-    return DeliveryPipeline(FileStore(db), writers=("executions",), spool_dir=spool,
-                            store_factory=lambda: FileStore(db), **opts)  # type: ignore[arg-type]
-
-
-@pytest.fixture
-def db(tmp_path: Path) -> str:
-    path = str(tmp_path / "t.db")
-    FileStore(path).migrate()
-    return path
+    return file_pipeline(db, spool, **{"spool_mode": "deferred", **kw})
 
 
 def _spool_bytes(spool: Path) -> int:

@@ -8,26 +8,12 @@ from pathlib import Path
 import pytest
 
 from instrument.config import resolve_settings
-from instrument.pipeline import DeliveryPipeline, replay
-from instrument.retry import Backoff
+from instrument.pipeline import replay
 from instrument.spool import quarantined, resolve_spool_dir
 from tests.delivery.faultstore import FileStore, rows
-from tests.delivery.helpers import locked, make_record
+from tests.delivery.helpers import file_pipeline, locked, make_record
 
-
-def _pipeline(db: str, spool: Path | None, **kw: object) -> DeliveryPipeline:
-    opts: dict[str, object] = {"batch_size": 100, "flush_interval_s": 0.02,
-                               "backoff": Backoff(base_s=0.02, cap_s=0.2)}
-    opts.update(kw)
-    return DeliveryPipeline(FileStore(db), writers=("executions",), spool_dir=spool,
-                            store_factory=lambda: FileStore(db), **opts)  # type: ignore[arg-type]
-
-
-@pytest.fixture
-def db(tmp_path: Path) -> str:
-    path = str(tmp_path / "t.db")
-    FileStore(path).migrate()
-    return path
+_pipeline = file_pipeline
 
 
 def test_delivers_every_record_once_and_cleans_the_spool(db: str, tmp_path: Path) -> None:
