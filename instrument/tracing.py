@@ -41,7 +41,6 @@ from instrument.telemetry import Telemetry, build_telemetry
 __all__ = ["Tracing"]
 
 _WORKFLOW_ENGINES = frozenset({"orchestrator"})
-_UNKNOWN = object()
 _SCOPE = "logged-execution"
 
 
@@ -126,19 +125,16 @@ class Tracing:
         return self.tracer.start_span(f"{op} {label}", kind=SpanKind.INTERNAL, attributes=attrs)
 
     def finish(self, span: Span, record: ExecutionRecord, exc: BaseException | None, *,
-               content: bool | None = None, started_engine: str | object | None = _UNKNOWN
-               ) -> None:
+               content: bool | None = None, started_engine: str | None = None) -> None:
         """End `span` with what `record` measured. `content` overrides the configured span
         content policy for this call (a decorator's ``capture_content=``); `started_engine`
-        is the engine :meth:`start` was given (saves reading it back from the span)."""
+        is the engine of the context :meth:`start` was given (its attribute is not set twice)."""
         encoder = self.content if content is None else (self._encoder if content else None)
         op = _operation(record.engine)
         self.metrics.record(record, op)
         if not span.is_recording():
             span.end()
             return
-        if started_engine is _UNKNOWN:
-            started_engine = (getattr(span, "attributes", None) or {}).get(sc.ENGINE)
         attrs = self._attributes(record, op, known_engine=started_engine, encoder=encoder)
         if op == sc.OP_INVOKE_WORKFLOW:  # the engine was auto-detected: name follows it
             span.update_name(f"{op} {record.name}")
@@ -170,7 +166,7 @@ class Tracing:
 
     # -- helpers ------------------------------------------------------------------------------
 
-    def _attributes(self, record: ExecutionRecord, op: str, *, known_engine: object = None,
+    def _attributes(self, record: ExecutionRecord, op: str, *, known_engine: str | None = None,
                     encoder: ContentEncoder | None = None) -> dict[str, AttributeValue]:
         """The attributes known only at the end (those set at start are not set again: every
         attribute costs a validation pass in the SDK, on the caller's thread)."""

@@ -53,8 +53,7 @@ def stats(database_url: str | None, as_json: bool, agent_id: str | None,
         stats_rows = store_call(store, store.agent_stats)
         intensity_rows = store_call(store, lambda: store.intensity_metrics(None))
         # re-scoring uses the database's weights, tiers and percentile, not the code's defaults
-        read_config = getattr(store, "ais_config", None)
-        base = store_call(store, read_config) if recompute_ranges and read_config else None
+        base = store_call(store, store.ais_config) if recompute_ranges else None
         url = store.display_url
     ranges = dynamic_ranges(intensity_rows, base) if recompute_ranges else None
     note = None

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from instrument.record import ExecutionRecord
+
+if TYPE_CHECKING:
+    from instrument.ais import AISConfig
 
 __all__ = ["ApplyResult", "ExecutionFilter", "Store"]
 
@@ -59,5 +62,9 @@ class Store(Protocol):
     def agent_stats(self) -> list[dict[str, Any]]: ...
 
     def intensity_metrics(self, agent_id: str | None = None) -> list[dict[str, Any]]: ...
+
+    def ais_config(self) -> AISConfig:
+        """The AIS configuration stored in the database (its ``ais_config`` table)."""
+        ...
 
     def close(self) -> None: ...

@@ -14,6 +14,7 @@ import sqlite3
 from collections.abc import Collection, Sequence
 from typing import Any
 
+from instrument.ais import AISConfig
 from instrument.errors import RecordRejected, SchemaMismatch, StoreUnavailable
 from instrument.record import ExecutionRecord
 from instrument.stores.base import ApplyResult, ExecutionFilter
@@ -105,6 +106,9 @@ class FileStore:
 
     def intensity_metrics(self, agent_id: str | None = None) -> list[dict[str, Any]]:
         return []
+
+    def ais_config(self) -> AISConfig:
+        return AISConfig()  # this store keeps no AIS data
 
     def close(self) -> None:
         if self._conn is not None:
