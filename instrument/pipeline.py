@@ -67,7 +67,8 @@ __all__ = [
 
 _log = logging.getLogger(__name__)
 
-#: deferred spool mode: how long a record may wait in memory before it is on disk
+#: deferred spool mode: how often the spooler writes what was handed over (plus however long
+#: it waits for the interpreter lock; see docs/reliability.md)
 DEFERRED_SPOOL_INTERVAL_S = 0.01
 _SCHEMA_RETRY_S = 30.0
 _LOUD_EVERY_S = 60.0
@@ -241,8 +242,9 @@ class DeliveryPipeline:
         """Spool the record (one append) and queue it for the worker. Never blocks on I/O.
 
         In deferred spool mode the call path only appends the record to the intake queue (no
-        encoding, no lock); the spooler thread spools it within ``spool_interval_s``. A full
-        intake (the spooler starved) falls back to spooling on the caller's thread.
+        encoding, no lock); the spooler thread spools it on its next pass (every
+        ``spool_interval_s``). A full intake (the spooler starved) falls back to spooling on
+        the caller's thread.
         """
         if self._forked:
             self._start_in_child()
