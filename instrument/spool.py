@@ -14,11 +14,22 @@ while it replays the segments from their acknowledged offsets, so two processes 
 same record. Only the window between a store commit and its acknowledgement can deliver a record
 twice (crash in between); the store's idempotency by execution_id absorbs that one.
 
-Durability: the call path appends with one ``write(2)`` (no fsync): the record survives the
-process being killed at any later instant. The background worker ``fsync``s the segment once per
+Durability: the call path copies the record's line into a shared memory map of the active
+segment (no system call, no fsync): the page cache holds it the moment the copy ends, so the record
+survives the process being killed at any later instant, exactly as after a ``write(2)``. The
+map covers a window of the file that is reserved first with ``posix_fallocate``, so a full disk
+fails that reservation (and the line goes through ``pwrite(2)`` instead, which reports the
+error) rather than faulting on a write into the map. Why not ``write(2)``: a system call
+releases the interpreter lock, and on a busy process every release can hand the lock to a
+background thread (the OpenTelemetry span processor's, ours), which cost more than the
+whole spool append (docs/performance.md). The background worker ``fsync``s the segment once per
 batch before writing it to the store, so after power loss at most the records of the last
 batch interval are missing. Acknowledgements are not fsynced (losing one re-delivers, and the
 store deduplicates).
+
+While a segment is active its file is longer than its data: the reserved window's unwritten
+tail is NUL bytes (no JSON line contains a raw NUL). Sealing a segment truncates it to its data;
+the segment of a process that died keeps its tail, which readers skip.
 """
 
 from __future__ import annotations
@@ -29,6 +40,7 @@ import fcntl
 import hashlib
 import json
 import logging
+import mmap
 import os
 import re
 import secrets
@@ -67,6 +79,9 @@ SEGMENT_MAX_BYTES = 32 * 1024 * 1024
 #: Once everything is acknowledged, an active segment past this size is replaced by a new one
 #: (and deleted), so a healthy process keeps little on disk.
 SEGMENT_RECYCLE_BYTES = 4 * 1024 * 1024
+#: The active segment is written through a memory map of this much of the file at a time
+#: (reserved on disk before it is mapped); past it, the next window is reserved and mapped.
+MAP_WINDOW_BYTES = 64 * 1024
 QUARANTINE_FILE = "quarantine.jsonl"
 _SEG_RE = re.compile(r"^(?P<owner>\d+-[0-9a-f]+)\.(?P<seq>\d+)\.seg$")
 _LOCK_RE = re.compile(r"^(?P<owner>\d+-[0-9a-f]+)\.lock$")
@@ -168,9 +183,26 @@ def read_entries(path: Path, seq: int, offset: int, limit: int, stop: int | None
                 break
             if not line.endswith(b"\n") and stop is not None:
                 break
+            if stop is None and b"\0" in line:  # the unwritten tail of a dead writer's window
+                line = line[:line.index(b"\0")]
+                if not line:
+                    break
+                entries.append(_decode(seq, pos + len(line), line))  # torn by the crash
+                pos += len(line)
+                break
             pos += len(line)
             entries.append(_decode(seq, pos, line.rstrip(b"\n")))
     return entries, pos
+
+
+def _count_lines(path: Path, offset: int) -> int:
+    """Complete lines in `path` after byte `offset` (a torn line or NUL tail is not one)."""
+    n = 0
+    with path.open("rb") as f:
+        f.seek(offset)
+        while chunk := f.read(1 << 20):
+            n += chunk.count(b"\n")
+    return n
 
 
 def _read_ack(path: Path) -> int:
@@ -206,9 +238,14 @@ class SegmentWriter:
 
     Not thread safe: the pipeline calls :meth:`append` under its submit lock, and the other
     methods from its worker thread (they touch only sealed state or the ack files).
+
+    Appends copy into a memory map of the active segment (see the module docstring); with
+    ``mapped=False``, or where a window cannot be reserved or mapped (a full disk, a file size
+    limit, a file system without ``fallocate``), they go through ``pwrite(2)`` until the next
+    segment, and an error there is raised to the caller as before.
     """
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, *, mapped: bool = True) -> None:
         self.directory = directory
         for _ in range(8):
             owner = f"{os.getpid()}-{secrets.token_hex(4)}"
@@ -223,42 +260,98 @@ class SegmentWriter:
             raise RuntimeError(f"cannot create a spool owner lock in {directory}")
         self.owner = owner
         self._lock_fd: int | None = lock_fd
+        self.mapped = mapped
         self.seq = 0
         self.size = 0
         #: sizes of sealed segments that still hold unacknowledged records
         self.sealed: dict[int, int] = {}
         #: sealed segments not fsynced yet (the worker does it; the call path never fsyncs)
         self._unsynced: list[int] = []
+        #: the mapped window of the active segment: file bytes [_base, _limit)
+        self._map: mmap.mmap | None = None
+        self._base = self._limit = 0
+        self._map_ok = mapped
         self._fd: int | None = self._open(0)
 
     def path(self, seq: int) -> Path:
         return self.directory / f"{self.owner}.{seq:06d}.seg"
 
     def _open(self, seq: int) -> int:
-        return os.open(self.path(seq), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        return os.open(self.path(seq), os.O_RDWR | os.O_CREAT, 0o600)
 
     def append(self, line: bytes) -> tuple[int, int]:
         """Write one line; returns (segment seq, end offset). Caller serializes calls."""
-        if self.size and self.size + len(line) > SEGMENT_MAX_BYTES:
+        n = len(line)
+        if self.size and self.size + n > SEGMENT_MAX_BYTES:
             self._rotate()
-        fd = self._fd
-        assert fd is not None
-        view = memoryview(line)
-        try:
-            while view:
-                n = os.write(fd, view)
-                view = view[n:]
-        except OSError:
+        pos = self.size
+        end = pos + n
+        m = self._map
+        if m is not None and end <= self._limit:  # the call path: one memory copy
+            m[pos - self._base:end - self._base] = line
+            self.size = end
+            return self.seq, end
+        written = self._put(line)
+        if written < n:
             # disk full or similar: seal this segment at its real size (a torn tail is skipped
             # by the reader) and start a fresh one, so later offsets stay exact
-            self.size = os.fstat(fd).st_size
+            self.size += written
             self._rotate()
-            raise
-        self.size += len(line)
+            raise OSError(errno.ENOSPC, f"spool segment {self.path(self.seq - 1)} is full")
         return self.seq, self.size
 
+    def _put(self, data: bytes) -> int:
+        """Write `data` at the end of the active segment, through a (new) window of the map
+        when one can be had, else with pwrite. Returns the bytes that reached the file (all,
+        unless the disk filled up part way); raises OSError when none did."""
+        pos = self.size
+        end = pos + len(data)
+        if self._map_ok and (end > self._limit or self._map is None) and self._remap(end):
+            assert self._map is not None
+            self._map[pos - self._base:end - self._base] = data
+            self.size = end
+            return len(data)
+        fd = self._fd
+        assert fd is not None
+        view = memoryview(data)
+        written = 0
+        try:
+            while written < len(view):
+                written += os.pwrite(fd, view[written:], pos + written)
+        except OSError:
+            if not written:
+                raise
+        self.size += written
+        return written
+
+    def _remap(self, end: int) -> bool:
+        """Map a window of the active segment from the current end through `end` (at least
+        MAP_WINDOW_BYTES), reserving its disk space first. False: no map; use pwrite."""
+        fd = self._fd
+        assert fd is not None
+        self._unmap()
+        base = self.size - self.size % mmap.ALLOCATIONGRANULARITY
+        length = max(MAP_WINDOW_BYTES, end - base)
+        try:
+            os.posix_fallocate(fd, base, length)
+            self._map = mmap.mmap(fd, length, offset=base)
+        except (OSError, ValueError):
+            # no space, a file size limit, or no fallocate here: this segment is written with
+            # pwrite, which reports errors instead of faulting (the next segment tries again)
+            self._map_ok = False
+            self._map = None
+            return False
+        self._base, self._limit = base, base + length
+        return True
+
+    def _unmap(self) -> None:
+        m, self._map = self._map, None
+        self._base = self._limit = 0
+        if m is not None:
+            m.close()
+
     def append_many(self, lines: list[bytes]) -> list[tuple[int, int]]:
-        """Write `lines` in order with one write per segment; (seq, end) for each line, or
+        """Write `lines` in order with one copy per segment; (seq, end) for each line, or
         (-1, 0) for a line that could not be written. Caller serializes calls."""
         out: list[tuple[int, int]] = []
         i, n = 0, len(lines)
@@ -269,23 +362,18 @@ class SegmentWriter:
             while j < n and size + len(lines[j]) <= SEGMENT_MAX_BYTES:
                 size += len(lines[j])
                 j += 1
-            fd = self._fd
-            assert fd is not None
-            view = memoryview(b"".join(lines[i:j]))
-            written = 0
+            start = self.size
             try:
-                while written < len(view):
-                    written += os.write(fd, view[written:])
-            except OSError:  # what reached the file, whatever the failed call reported
-                written = os.fstat(fd).st_size - self.size
-            k, pos = i, self.size
-            while k < j and pos + len(lines[k]) <= self.size + written:
+                written = self._put(b"".join(lines[i:j]))
+            except OSError:
+                written = 0
+            k, pos = i, start
+            while k < j and pos + len(lines[k]) <= start + written:
                 pos += len(lines[k])
                 out.append((self.seq, pos))
                 k += 1
             if k < j:  # the write failed part way: seal at the real size (the torn tail is
                 # skipped by readers) and give the rest one more try each, as single appends
-                self.size += written
                 self._rotate()
                 for line in lines[k:]:
                     try:
@@ -293,18 +381,27 @@ class SegmentWriter:
                     except OSError:
                         out.append((-1, 0))
                 return out
-            self.size = pos
             i = j
         return out
 
     def _rotate(self) -> None:
         assert self._fd is not None
-        os.close(self._fd)
+        self._seal()
         self.sealed[self.seq] = self.size
         self._unsynced.append(self.seq)
         self.seq += 1
         self.size = 0
+        self._map_ok = self.mapped
         self._fd = self._open(self.seq)
+
+    def _seal(self) -> None:
+        """Unmap the active segment, cut its reserved tail off, and close it."""
+        fd, self._fd = self._fd, None
+        self._unmap()
+        if fd is not None:
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, self.size)
+            os.close(fd)
 
     def recycle(self) -> tuple[int, int] | None:
         """Seal a large, fully acknowledged active segment; caller holds the submit lock and
@@ -316,7 +413,8 @@ class SegmentWriter:
         return seq, size
 
     def sync(self) -> None:
-        """fsync what was appended so far (the worker calls it once per batch)."""
+        """fsync what was appended so far (the worker calls it once per batch). On Linux an
+        fsync also writes the pages dirtied through the memory map."""
         while self._unsynced:
             seq = self._unsynced.pop()
             with contextlib.suppress(OSError):
@@ -344,9 +442,7 @@ class SegmentWriter:
 
     def close(self, *, all_acked: bool) -> None:
         """Stop writing; delete our files when nothing is pending, then release the lock."""
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
+        self._seal()
         if all_acked:
             for seq in [*self.sealed, self.seq]:
                 _remove(self.path(seq), self.path(seq).with_suffix(".ack"))
@@ -359,7 +455,12 @@ class SegmentWriter:
             self._lock_fd = None
 
     def abandon_after_fork(self) -> None:
-        """In a forked child: drop the parent's descriptors without touching its lock/files."""
+        """In a forked child: drop the parent's descriptors and map without touching its
+        lock or files (the parent keeps writing them)."""
+        m, self._map = self._map, None
+        if m is not None:
+            with contextlib.suppress(OSError, ValueError):
+                m.close()  # unmaps the child's copy only
         for fd in (self._fd, self._lock_fd):
             if fd is not None:
                 with contextlib.suppress(OSError):
@@ -393,12 +494,8 @@ class Orphan:
         """Records not yet acknowledged (counts lines; for progress reporting)."""
         n = 0
         for s in self.segments:
-            try:
-                with self._path(s).open("rb") as f:
-                    f.seek(self.offsets[s])
-                    n += sum(1 for _ in f)
-            except FileNotFoundError:
-                continue
+            with contextlib.suppress(FileNotFoundError):
+                n += _count_lines(self._path(s), self.offsets[s])
         return n
 
     def next_batch(self, limit: int) -> list[Entry]:
@@ -457,7 +554,8 @@ def find_orphans(directory: Path, *, exclude: str | None = None) -> Iterator[Orp
 
 
 def spool_usage(directory: Path | None) -> tuple[int, int]:
-    """(segment files, bytes on disk) of every owner in the spool directory."""
+    """(segment files, bytes on disk) of every owner in the spool directory (an active
+    segment counts with its reserved window, at most MAP_WINDOW_BYTES past its data)."""
     if directory is None or not directory.is_dir():
         return 0, 0
     files = size = 0
@@ -475,13 +573,8 @@ def backlog(settings: Settings) -> int:
         return 0
     n = 0
     for p in directory.glob("*.seg"):
-        offset = _read_ack(p.with_suffix(".ack"))
-        try:
-            with p.open("rb") as f:
-                f.seek(offset)
-                n += sum(1 for _ in f)
-        except FileNotFoundError:
-            continue
+        with contextlib.suppress(FileNotFoundError):
+            n += _count_lines(p, _read_ack(p.with_suffix(".ack")))
     return n
 
 

@@ -166,20 +166,20 @@ def test_append_many_survives_a_write_failing_part_way(
 
     from instrument import spool as spool_mod
 
-    real_write = os.write
+    real_pwrite = os.pwrite
     calls = {"n": 0}
 
-    def flaky_write(fd: int, data: bytes) -> int:
+    def flaky_pwrite(fd: int, data: bytes, offset: int) -> int:
         calls["n"] += 1
         if calls["n"] == 1:  # the batch write: a short write of 1,500 bytes (disk filling)
-            return real_write(fd, bytes(data[:1500]))
+            return real_pwrite(fd, bytes(data[:1500]), offset)
         if calls["n"] == 2:  # ... then the disk is full
             raise OSError(errno.ENOSPC, "No space left on device")
-        return real_write(fd, data)
+        return real_pwrite(fd, data, offset)
 
-    w = spool_mod.SegmentWriter(tmp_path / "s")
+    w = spool_mod.SegmentWriter(tmp_path / "s", mapped=False)  # the pwrite path
     lines = _lines(40)
-    monkeypatch.setattr(spool_mod.os, "write", flaky_write)
+    monkeypatch.setattr(spool_mod.os, "pwrite", flaky_pwrite)
     got = w.append_many(lines)
     monkeypatch.undo()
     assert len(got) == len(lines)
