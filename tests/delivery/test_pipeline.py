@@ -220,6 +220,7 @@ def test_a_healthy_process_keeps_little_on_disk(
     from instrument import spool as spool_mod
 
     monkeypatch.setattr(spool_mod, "SEGMENT_RECYCLE_BYTES", 20_000)
+    monkeypatch.setattr(spool_mod, "MAP_WINDOW_BYTES", 16_384)  # the reserved window, scaled
     spool = tmp_path / "spool"
     p = _pipeline(db, spool)
     for _ in range(20):
