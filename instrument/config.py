@@ -54,9 +54,10 @@ ENV_VARS: tuple[EnvVar, ...] = (
            "Directory of the durable spool. Default: `<db file>.spool` next to a SQLite "
            "database, `~/.cache/logged-execution/spool` for network stores; `off` disables it."),
     EnvVar("INSTRUMENT_SPOOL_MODE", "write-through",
-           "`write-through`: each record is appended to the spool before the call returns "
-           "(survives `kill -9`). `deferred`: a background thread appends records every 10 ms "
-           "(a faster call; a `kill -9` can lose the last few tens of milliseconds)."),
+           "`write-through`: each record is appended to the spool (a copy into its memory "
+           "map) before the call returns (survives `kill -9`). `deferred`: a background thread "
+           "appends records every 10 ms (no faster since write-through uses the memory map; a "
+           "`kill -9` can lose the last few tens of milliseconds)."),
     EnvVar("INSTRUMENT_CAPTURE_CONTENT", "false",
            "Keep response text (and tool arguments on spans). `true`, `false`, `spans`, `db`."),
     EnvVar("INSTRUMENT_STRICT", "false",

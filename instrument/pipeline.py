@@ -1,7 +1,8 @@
 """Submit -> spool -> batch -> store + writers, off the call path. See docs/reliability.md.
 
 ``submit`` is O(1) and never does network I/O: it appends the record's JSON line to this
-process's spool segment (one ``write(2)``, no fsync) and, while the in-memory queue has room,
+process's spool segment (a copy into its memory map, no system call, no fsync; see
+:mod:`instrument.spool`) and, while the in-memory queue has room,
 hands the record object to the background worker. In deferred spool mode it only appends the
 record to a lock-free intake queue that a spooler thread writes to the spool every 10 ms. When
 the queue is full the record is only on disk ("spilled") and the worker reads it back later, so
