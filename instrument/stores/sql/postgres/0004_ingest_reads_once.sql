@@ -1,0 +1,560 @@
+-- logged-execution schema v4 (PostgreSQL / Supabase): ingest reads a batch once.
+-- Through v3, instrument_ingest parsed the batch for its three table writers and then handed
+-- the records (as jsonb) to instrument_apply_intensity, which parsed them all again. From v4
+-- the intensity writer's aggregation lives in instrument_apply_intensity_rows(), which takes
+-- the records' fields as parallel arrays; instrument_ingest fills them from the batch it has
+-- already read (in the statement that reads the ledger), and instrument_apply_intensity(jsonb)
+-- is a thin wrapper that reads its records into the same arrays: both entry points share one
+-- implementation. The batch itself is read by one jsonb_to_recordset call instead of one
+-- jsonb_to_record call per record. Tables, ledger, effects and results are unchanged.
+-- Idempotent: every statement can run again.
+
+-- A record's completed_at text as the intensity writer reads it: an offset-less time is UTC
+-- (instrument.ais reads naive datetimes as UTC), whatever the session's TimeZone.
+create or replace function public.instrument_utc_timestamp(v text) returns timestamptz
+    language sql stable
+    as $$
+        select case when v ~ '(Z|z|[+-]\d\d(:?\d\d)?)$' then v::timestamptz
+                    else v::timestamp at time zone 'UTC' end
+    $$;
+
+-- Add already-deduplicated records to their agents' aggregates: one atomic upsert statement
+-- for the batch (one row per agent, agents in key order so concurrent batches cannot deadlock;
+-- x = x + delta, greatest(), set union, arg-max of the latest measured run), then recompute
+-- those agents' scores from the updated rows in this transaction. Rows without agent_id are
+-- skipped. Mirrors instrument.ais.IntensityDelta.
+-- The records come as parallel arrays of their fields (the i-th element of each is record
+-- i's): agent_id, user_id, execution_id, completed_at and duration_ms as the record's JSON
+-- text gives them, and its result object.
+create or replace function public.instrument_apply_intensity_rows(
+    agent_ids text[], user_ids text[], execution_ids text[], completed_ats text[],
+    durations_ms text[], results jsonb[]
+) returns void
+    language plpgsql
+    security definer
+    set search_path = public, pg_temp
+    -- as instrument_ingest: the planner cannot see the array's size (hash/merge joins, no JIT)
+    set enable_nestloop = off
+    set jit = off
+    as $$
+    declare
+        v_agents text[];
+        v_creation float8;
+    begin
+        if coalesce(cardinality(agent_ids), 0) = 0 then
+            return;
+        end if;
+        select coalesce((value #>> '{}')::float8, 5.0) into v_creation
+        from ais_config where key = 'creation.default_score';
+        v_creation := coalesce(v_creation, 5.0);
+
+        with raw as (
+            select
+                u.agent_id,
+                u.user_id,
+                u.execution_id,
+                instrument_utc_timestamp(u.completed_at) as completed_at,
+                coalesce(instrument_ais_ms(u.duration_ms), 0) as duration_ms,
+                (u.result ->> 'success')::boolean as success,
+                (u.result ->> 'retries')::bigint as retries,
+                (u.result -> 'tokens' ->> 'input_tokens')::bigint as inp,
+                (u.result -> 'tokens' ->> 'output_tokens')::bigint as outp,
+                (u.result -> 'tokens' ->> 'total_tokens')::bigint as tot,
+                (u.result ->> 'iterations')::bigint as iterations,
+                case when jsonb_typeof(u.result -> 'tool_calls') = 'array'
+                     then u.result -> 'tool_calls' end as tool_calls,
+                instrument_ais_ms(u.result ->> 'orchestration_ms') as orch,
+                (u.result -> 'workflow' ->> 'steps')::bigint as wf_steps,
+                (u.result -> 'workflow' ->> 'branches')::bigint as wf_branches,
+                (u.result -> 'workflow' ->> 'loops')::bigint as wf_loops,
+                (u.result -> 'workflow' ->> 'parallel')::bigint as wf_parallel,
+                (u.result -> 'memory' ->> 'tokens')::bigint as mem_tokens,
+                (u.result -> 'memory' ->> 'entry_count')::bigint as mem_entries,
+                case when jsonb_typeof(u.result -> 'memory' -> 'types') = 'array'
+                     then u.result -> 'memory' -> 'types' end as mem_types
+            from unnest(agent_ids, user_ids, execution_ids, completed_ats, durations_ms,
+                        results)
+                as u(agent_id, user_id, execution_id, completed_at, duration_ms, result)
+            where u.agent_id is not null
+        ), r as materialized (
+            select
+                raw.*,
+                coalesce(tot, inp + outp) as total_tokens,
+                (inp is not null and outp is not null) as io
+            from raw
+        ), plugin_sets as (
+            select r.agent_id,
+                   array_agg(distinct tc ->> 'plugin' order by tc ->> 'plugin') as plugins
+            from r cross join lateral jsonb_array_elements(r.tool_calls) as tc
+            where coalesce(tc ->> 'plugin', '') <> ''
+            group by r.agent_id
+        ), type_sets as (
+            select r.agent_id, array_agg(distinct t order by t) as types
+            from r cross join lateral jsonb_array_elements_text(r.mem_types) as t
+            group by r.agent_id
+        ), batch as (
+            select
+                r.agent_id,
+                min(r.user_id) as user_id,
+                count(*) as total_executions,
+                count(*) filter (where r.success) as successful_executions,
+                count(*) filter (where not r.success) as failed_executions,
+                count(r.retries) as n_retry_runs,
+                coalesce(sum(r.retries), 0) as total_retries,
+                count(*) filter (where r.retries > 0) as retried_executions,
+                count(*) filter (where r.retries > 0 and r.success) as recovered_executions,
+                count(r.total_tokens) as n_token_runs,
+                coalesce(sum(r.total_tokens), 0) as total_tokens_used,
+                max(r.total_tokens) as peak_tokens_single_run,
+                count(*) filter (where r.io) as n_io_runs,
+                coalesce(sum(r.inp) filter (where r.io), 0) as total_input_tokens,
+                coalesce(sum(r.outp) filter (where r.io), 0) as total_output_tokens,
+                coalesce(sum(r.duration_ms), 0) as total_duration_ms,
+                max(r.duration_ms) as peak_execution_duration_ms,
+                count(r.iterations) as n_iteration_runs,
+                coalesce(sum(r.iterations), 0) as total_iterations,
+                count(r.tool_calls) as n_tool_runs,
+                coalesce(sum(jsonb_array_length(r.tool_calls)), 0) as total_tool_calls,
+                count(r.orch) as n_orchestration_runs,
+                coalesce(sum(r.orch), 0) as total_orchestration_ms,
+                max(r.wf_steps) as max_workflow_steps,
+                max(r.wf_branches) as max_branches,
+                max(r.wf_loops) as max_loops,
+                max(r.wf_parallel) as max_parallel,
+                count(r.mem_tokens) as n_memory_runs,
+                coalesce(sum(r.mem_tokens), 0) as total_memory_tokens,
+                count(r.mem_entries) as n_memory_entry_runs,
+                coalesce(sum(r.mem_entries), 0) as total_memory_entries,
+                count(r.mem_types) as n_memory_type_runs,
+                (array_agg(r.completed_at order by r.completed_at desc,
+                           r.execution_id collate "C" desc) filter (where r.io))[1]
+                    as latest_completed_at,
+                (array_agg(r.execution_id order by r.completed_at desc,
+                           r.execution_id collate "C" desc) filter (where r.io))[1]
+                    as latest_execution_id,
+                (array_agg(r.outp order by r.completed_at desc,
+                           r.execution_id collate "C" desc) filter (where r.io))[1]
+                    as latest_output_tokens
+            from r
+            group by r.agent_id
+        ), up as (
+            insert into agent_intensity_metrics as m (
+                agent_id, user_id, creation_score,
+                total_executions, successful_executions, failed_executions, n_retry_runs,
+                total_retries, retried_executions, recovered_executions, n_token_runs,
+                total_tokens_used, peak_tokens_single_run, n_io_runs, total_input_tokens,
+                total_output_tokens, total_duration_ms, peak_execution_duration_ms,
+                n_iteration_runs, total_iterations, n_tool_runs, total_tool_calls, plugins,
+                n_orchestration_runs, total_orchestration_ms, max_workflow_steps, max_branches,
+                max_loops, max_parallel, n_memory_runs, total_memory_tokens, n_memory_entry_runs,
+                total_memory_entries, n_memory_type_runs, memory_types, latest_completed_at,
+                latest_execution_id, latest_output_tokens
+            )
+            select
+                b.agent_id, b.user_id, v_creation,
+                b.total_executions, b.successful_executions, b.failed_executions, b.n_retry_runs,
+                b.total_retries, b.retried_executions, b.recovered_executions, b.n_token_runs,
+                b.total_tokens_used, b.peak_tokens_single_run, b.n_io_runs, b.total_input_tokens,
+                b.total_output_tokens, b.total_duration_ms, b.peak_execution_duration_ms,
+                b.n_iteration_runs, b.total_iterations, b.n_tool_runs, b.total_tool_calls,
+                coalesce(p.plugins, '{}'::text[]),
+                b.n_orchestration_runs, b.total_orchestration_ms, b.max_workflow_steps,
+                b.max_branches, b.max_loops, b.max_parallel, b.n_memory_runs,
+                b.total_memory_tokens, b.n_memory_entry_runs, b.total_memory_entries,
+                b.n_memory_type_runs, coalesce(t.types, '{}'::text[]), b.latest_completed_at,
+                b.latest_execution_id, b.latest_output_tokens
+            from batch as b
+            left join plugin_sets as p on p.agent_id = b.agent_id
+            left join type_sets as t on t.agent_id = b.agent_id
+            order by b.agent_id
+            on conflict (agent_id) do update set
+                user_id = coalesce(m.user_id, excluded.user_id),
+                total_executions = m.total_executions + excluded.total_executions,
+                successful_executions = m.successful_executions + excluded.successful_executions,
+                failed_executions = m.failed_executions + excluded.failed_executions,
+                n_retry_runs = m.n_retry_runs + excluded.n_retry_runs,
+                total_retries = m.total_retries + excluded.total_retries,
+                retried_executions = m.retried_executions + excluded.retried_executions,
+                recovered_executions = m.recovered_executions + excluded.recovered_executions,
+                n_token_runs = m.n_token_runs + excluded.n_token_runs,
+                total_tokens_used = m.total_tokens_used + excluded.total_tokens_used,
+                peak_tokens_single_run = greatest(m.peak_tokens_single_run,
+                                                  excluded.peak_tokens_single_run),
+                n_io_runs = m.n_io_runs + excluded.n_io_runs,
+                total_input_tokens = m.total_input_tokens + excluded.total_input_tokens,
+                total_output_tokens = m.total_output_tokens + excluded.total_output_tokens,
+                total_duration_ms = m.total_duration_ms + excluded.total_duration_ms,
+                peak_execution_duration_ms = greatest(m.peak_execution_duration_ms,
+                                                      excluded.peak_execution_duration_ms),
+                n_iteration_runs = m.n_iteration_runs + excluded.n_iteration_runs,
+                total_iterations = m.total_iterations + excluded.total_iterations,
+                n_tool_runs = m.n_tool_runs + excluded.n_tool_runs,
+                total_tool_calls = m.total_tool_calls + excluded.total_tool_calls,
+                plugins = array(select distinct x from unnest(m.plugins || excluded.plugins) as x
+                                order by x),
+                n_orchestration_runs = m.n_orchestration_runs + excluded.n_orchestration_runs,
+                total_orchestration_ms = m.total_orchestration_ms + excluded.total_orchestration_ms,
+                max_workflow_steps = greatest(m.max_workflow_steps, excluded.max_workflow_steps),
+                max_branches = greatest(m.max_branches, excluded.max_branches),
+                max_loops = greatest(m.max_loops, excluded.max_loops),
+                max_parallel = greatest(m.max_parallel, excluded.max_parallel),
+                n_memory_runs = m.n_memory_runs + excluded.n_memory_runs,
+                total_memory_tokens = m.total_memory_tokens + excluded.total_memory_tokens,
+                n_memory_entry_runs = m.n_memory_entry_runs + excluded.n_memory_entry_runs,
+                total_memory_entries = m.total_memory_entries + excluded.total_memory_entries,
+                n_memory_type_runs = m.n_memory_type_runs + excluded.n_memory_type_runs,
+                memory_types = array(select distinct x
+                                     from unnest(m.memory_types || excluded.memory_types) as x
+                                     order by x),
+                latest_completed_at = case when excluded.latest_completed_at is not null and (
+                        m.latest_completed_at is null
+                        or (excluded.latest_completed_at, excluded.latest_execution_id)
+                           > (m.latest_completed_at, m.latest_execution_id))
+                    then excluded.latest_completed_at else m.latest_completed_at end,
+                latest_execution_id = case when excluded.latest_completed_at is not null and (
+                        m.latest_completed_at is null
+                        or (excluded.latest_completed_at, excluded.latest_execution_id)
+                           > (m.latest_completed_at, m.latest_execution_id))
+                    then excluded.latest_execution_id else m.latest_execution_id end,
+                latest_output_tokens = case when excluded.latest_completed_at is not null and (
+                        m.latest_completed_at is null
+                        or (excluded.latest_completed_at, excluded.latest_execution_id)
+                           > (m.latest_completed_at, m.latest_execution_id))
+                    then excluded.latest_output_tokens else m.latest_output_tokens end,
+                updated_at = now()
+            returning m.agent_id
+        )
+        select array_agg(up.agent_id order by up.agent_id) into v_agents from up;
+        if v_agents is not null then
+            perform instrument_ais_rescore(v_agents);
+        end if;
+    end
+    $$;
+
+-- The v2 entry point, unchanged for its callers: (each ExecutionRecord.to_json_dict()) read
+-- into rows, then the function above. Elements that are not objects are skipped.
+create or replace function public.instrument_apply_intensity(records jsonb) returns void
+    language plpgsql
+    security definer
+    set search_path = public, pg_temp
+    as $$
+    begin
+        if records is null or jsonb_typeof(records) <> 'array'
+           or jsonb_array_length(records) = 0 then
+            return;
+        end if;
+        perform instrument_apply_intensity_rows(
+            array_agg(f.agent_id order by e.ord), array_agg(f.user_id order by e.ord),
+            array_agg(f.execution_id order by e.ord), array_agg(f.completed_at order by e.ord),
+            array_agg(f.duration_ms order by e.ord), array_agg(f.result order by e.ord))
+        from jsonb_array_elements(records) with ordinality as e(r, ord)
+        cross join lateral jsonb_to_record(e.r) as f(
+            agent_id text, user_id text, execution_id text, completed_at text,
+            duration_ms text, result jsonb)
+        where jsonb_typeof(e.r) = 'object' and f.agent_id is not null;
+    end
+    $$;
+
+-- As in v3 (same ledger, same effects, same result), reading the batch once:
+--   1. the batch is read in one jsonb_to_recordset call (one row per execution_id, the first
+--      occurrence wins), each record's writer bits computed in the same pass;
+--   2. one instrument_applied row per execution is upserted in key order, OR-ing in the
+--      record's writer bits; it returns the executions that gained a bit, with the bits gained;
+--      the statement reads all of them before any other table is written, and in the same
+--      read builds the intensity rows of the records that gained the intensity bit;
+--   3. for the bits gained only: agent_executions and agent_logs rows (in key order) and
+--      agent_stats deltas aggregated per agent (x = x + delta, agents in key order: no
+--      deadlocks);
+-- then instrument_apply_intensity_rows() for the intensity rows (in execution id order).
+-- Returns {"applied": records with at least one new effect, "duplicates": the rest}.
+-- The caller strips response text first unless content capture is on.
+create or replace function public.instrument_ingest(records jsonb, default_writers text[])
+    returns jsonb
+    language plpgsql
+    security definer
+    set search_path = public, pg_temp
+    -- The planner cannot see a batch's size (it guesses 100 rows, then 1 after deduplication)
+    -- and would join the batch with its new ledger rows in nested loops: O(n^2). Hash and merge
+    -- joins are O(n) at any batch size. Disabling nested loops inflates plan costs, which
+    -- would trigger JIT compilation (tens of ms per statement): off too.
+    set enable_nestloop = off
+    set jit = off
+    as $$
+    declare
+        v_total integer;
+        v_applied integer;
+        v_default smallint;
+        v_int_agents text[];
+        v_int_users text[];
+        v_int_ids text[];
+        v_int_completed text[];
+        v_int_durations text[];
+        v_int_results jsonb[];
+    begin
+        if records is null or jsonb_typeof(records) <> 'array' then
+            raise exception 'instrument_ingest: records must be a JSON array'
+                using errcode = '22023';
+        end if;
+        v_default := (case when 'executions' = any(default_writers) then 1 else 0 end
+                      | case when 'logs' = any(default_writers) then 2 else 0 end
+                      | case when 'stats' = any(default_writers) then 4 else 0 end
+                      | case when 'intensity' = any(default_writers) then 8 else 0 end)::smallint;
+        v_total := jsonb_array_length(records);
+        if v_total = 0 then
+            return jsonb_build_object('applied', 0, 'duplicates', 0);
+        end if;
+
+        with src as materialized (
+            -- the batch, one row per execution_id (first occurrence wins), each field read
+            -- once: text as ->> gives it, nested objects as jsonb (a JSON null reads as null);
+            -- only expressions that cannot fail here (casts belong to the writers below).
+            -- bits: the record's built-in writers as a bitmask: its own "writers" array
+            -- (? matches string elements only, as names are strings), else the defaults
+            select distinct on (x.execution_id) x.*,
+                   instrument_engine_details(x.res) as details,  -- shared by two writers
+                   case when jsonb_typeof(x.writers) = 'array'
+                        then (case when x.writers ? 'executions' then 1 else 0 end
+                              | case when x.writers ? 'logs' then 2 else 0 end
+                              | case when x.writers ? 'stats' then 4 else 0 end
+                              | case when x.writers ? 'intensity' then 8 else 0 end)::smallint
+                        else v_default end as bits
+            from (
+                select (f.execution_id)::uuid as execution_id, f.*
+                from rows from (jsonb_to_recordset(records) as (
+                    execution_id text, agent_id text, user_id text, agent_name text,
+                    session_id text, execution_type text, engine text, name jsonb,
+                    started_at text, completed_at text, duration_ms text, trace_id text,
+                    span_id text, result jsonb, writers jsonb)) with ordinality as f
+            ) as x (execution_id, eid, agent_id, user_id, agent_name, session_id,
+                    execution_type, engine, name, started_at, completed_at, duration_ms,
+                    trace_id, span_id, res, writers, ord)
+            order by x.execution_id, x.ord
+        ), ins as materialized (
+            -- one ledger row per execution, in key order (no deadlocks); a re-delivery adds
+            -- only the bits it lacks, and returns the row only when it added one ("added")
+            insert into instrument_applied as l (execution_id, writers, added)
+            select s.execution_id, s.bits, s.bits
+            from src as s
+            where s.bits <> 0
+            order by s.execution_id
+            on conflict (execution_id) do update set
+                writers = l.writers | excluded.writers,
+                added = excluded.writers & ~l.writers
+                where l.writers | excluded.writers <> l.writers
+            returning execution_id, added
+        ), done as materialized (
+            -- reads every new ledger row of the batch before any other table is written,
+            -- and the intensity rows of the records that gained the intensity bit
+            select
+                count(*) as n_applied,
+                array_agg(b.agent_id) filter (where i.added & 8 <> 0) as int_agents,
+                array_agg(b.user_id) filter (where i.added & 8 <> 0) as int_users,
+                array_agg(b.eid) filter (where i.added & 8 <> 0) as int_ids,
+                array_agg(b.completed_at) filter (where i.added & 8 <> 0) as int_completed,
+                array_agg(b.duration_ms) filter (where i.added & 8 <> 0) as int_durations,
+                array_agg(b.res) filter (where i.added & 8 <> 0) as int_results
+            from ins as i
+            join src as b on b.execution_id = i.execution_id
+        ), ex as (
+            insert into agent_executions (
+                id, agent_id, user_id, agent_name, session_id, execution_type, engine, status,
+                started_at, completed_at, execution_duration_ms, error_type, error_message,
+                input_tokens, output_tokens, total_tokens, model, provider, trace_id, span_id,
+                logs
+            )
+            select
+                b.execution_id,
+                b.agent_id,
+                b.user_id,
+                b.agent_name,
+                b.session_id,
+                coalesce(b.execution_type, 'manual'),
+                b.engine,
+                case when (b.res ->> 'success')::boolean then 'completed' else 'failed' end,
+                (b.started_at)::timestamptz,
+                (b.completed_at)::timestamptz,
+                round((b.duration_ms)::numeric)::integer,
+                b.res -> 'error' ->> 'type',
+                b.res -> 'error' ->> 'message',
+                (b.res -> 'tokens' ->> 'input_tokens')::integer,
+                (b.res -> 'tokens' ->> 'output_tokens')::integer,
+                instrument_total_tokens(b.res -> 'tokens')::integer,
+                b.res ->> 'model',
+                b.res ->> 'provider',
+                b.trace_id,
+                b.span_id,
+                jsonb_build_object('name', b.name) || b.details
+            from src as b
+            join ins as i on i.execution_id = b.execution_id and i.added & 1 <> 0
+            order by b.execution_id
+            on conflict (id) do nothing
+        ), lg as (
+            insert into agent_logs (
+                execution_id, agent_id, user_id, run_output, full_output, status,
+                status_message, run_time, run_tokens, user_credits_used
+            )
+            select
+                b.execution_id,
+                b.agent_id,
+                b.user_id,
+                -- writers/logs.py run_output(): jsonb's text form (keys by length, then name).
+                -- With scalar values (always, for SDK records) that text is written directly;
+                -- otherwise jsonb_strip_nulls, which also strips inside nested values, makes it.
+                case when jsonb_typeof(b.res -> 'success') in ('object', 'array')
+                          or jsonb_typeof(b.res -> 'iterations') in ('object', 'array')
+                          or jsonb_typeof(b.res -> 'model') in ('object', 'array')
+                          or jsonb_typeof(b.res -> 'provider') in ('object', 'array')
+                then
+                    jsonb_strip_nulls(jsonb_build_object(
+                        'success', b.res -> 'success',
+                        'engine', to_jsonb(b.engine),
+                        'iterations', b.res -> 'iterations',
+                        'tool_calls_count',
+                            case when jsonb_typeof(b.res -> 'tool_calls') = 'array'
+                                 then jsonb_array_length(b.res -> 'tool_calls') end,
+                        'tokens_used', t.total,
+                        'execution_time_ms', t.duration,
+                        'model', b.res -> 'model',
+                        'provider', b.res -> 'provider',
+                        'steps_completed', t.completed,
+                        'steps_failed', t.failed,
+                        'steps_skipped', t.skipped,
+                        'total_steps',
+                            case when coalesce(t.completed, t.failed, t.skipped) is not null
+                                 then coalesce(t.completed, 0) + coalesce(t.failed, 0)
+                                      + coalesce(t.skipped, 0) end
+                    ))::text
+                else '{' || concat_ws(', ',
+                    '"model": ' || nullif(b.res -> 'model', 'null')::text,
+                    '"engine": ' || to_json(b.engine)::text,
+                    '"success": ' || nullif(b.res -> 'success', 'null')::text,
+                    '"provider": ' || nullif(b.res -> 'provider', 'null')::text,
+                    '"iterations": ' || nullif(b.res -> 'iterations', 'null')::text,
+                    '"tokens_used": ' || t.total,
+                    '"total_steps": '
+                        || case when coalesce(t.completed, t.failed, t.skipped) is not null
+                                then coalesce(t.completed, 0) + coalesce(t.failed, 0)
+                                     + coalesce(t.skipped, 0) end,
+                    '"steps_failed": ' || t.failed,
+                    '"steps_skipped": ' || t.skipped,
+                    '"steps_completed": ' || t.completed,
+                    '"tool_calls_count": '
+                        || case when jsonb_typeof(b.res -> 'tool_calls') = 'array'
+                                then jsonb_array_length(b.res -> 'tool_calls') end,
+                    '"execution_time_ms": ' || t.duration
+                ) || '}' end,
+                jsonb_build_object(
+                    (b.engine) || '_metadata',
+                    jsonb_strip_nulls(jsonb_build_object(
+                        'execution_id', to_jsonb(b.eid),
+                        'model', b.res -> 'model',
+                        'provider', b.res -> 'provider'
+                    )) || b.details
+                ),
+                case when (b.res ->> 'success')::boolean then 'completed' else 'failed' end,
+                case when not (b.res ->> 'success')::boolean
+                          and jsonb_typeof(b.res -> 'error') = 'object'
+                     then (b.res -> 'error' ->> 'type') || ': '
+                          || (b.res -> 'error' ->> 'message') end,
+                t.duration,
+                t.total::integer,
+                ceil(t.total / 1000.0)::integer
+            from src as b
+            join ins as i on i.execution_id = b.execution_id and i.added & 2 <> 0
+            cross join lateral (
+                select
+                    instrument_total_tokens(b.res -> 'tokens') as total,
+                    round((b.duration_ms)::numeric)::integer as duration,
+                    (b.res -> 'steps' ->> 'completed')::integer as completed,
+                    (b.res -> 'steps' ->> 'failed')::integer as failed,
+                    (b.res -> 'steps' ->> 'skipped')::integer as skipped
+                offset 0
+            ) as t
+            order by b.execution_id
+            on conflict (execution_id) do nothing
+        ), st as (
+            insert into agent_stats as s (
+                agent_id, user_id, run_count, success_count, failure_count, total_tokens,
+                token_run_count, total_duration_ms, last_run_at, last_run_status, updated_at
+            )
+            select
+                d.agent_id,
+                (array_agg(d.user_id order by d.completed_at desc, d.execution_id desc)
+                    filter (where d.user_id is not null))[1],
+                count(*),
+                count(*) filter (where d.success),
+                count(*) filter (where not d.success),
+                coalesce(sum(d.total), 0),
+                count(d.total),
+                coalesce(sum(d.duration), 0),
+                max(d.completed_at),
+                (array_agg(case when d.success then 'completed' else 'failed' end
+                           order by d.completed_at desc, d.execution_id desc))[1],
+                now()
+            from (
+                select
+                    b.execution_id,
+                    b.agent_id as agent_id,
+                    b.user_id as user_id,
+                    (b.res ->> 'success')::boolean as success,
+                    instrument_total_tokens(b.res -> 'tokens') as total,
+                    round((b.duration_ms)::numeric)::bigint as duration,
+                    (b.completed_at)::timestamptz as completed_at
+                from src as b
+                join ins as i on i.execution_id = b.execution_id and i.added & 4 <> 0
+                where b.agent_id is not null
+                offset 0
+            ) as d
+            group by d.agent_id
+            order by d.agent_id
+            on conflict (agent_id) do update set
+                user_id = coalesce(s.user_id, excluded.user_id),
+                run_count = s.run_count + excluded.run_count,
+                success_count = s.success_count + excluded.success_count,
+                failure_count = s.failure_count + excluded.failure_count,
+                total_tokens = s.total_tokens + excluded.total_tokens,
+                token_run_count = s.token_run_count + excluded.token_run_count,
+                total_duration_ms = s.total_duration_ms + excluded.total_duration_ms,
+                last_run_status = case
+                    when s.last_run_at is null or excluded.last_run_at >= s.last_run_at
+                    then excluded.last_run_status else s.last_run_status end,
+                last_run_at = greatest(s.last_run_at, excluded.last_run_at),
+                updated_at = now()
+        )
+        select
+            d.n_applied
+                + (select count(*) filter (where s.bits = 0) from src as s),
+            d.int_agents, d.int_users, d.int_ids, d.int_completed, d.int_durations,
+            d.int_results
+        into v_applied, v_int_agents, v_int_users, v_int_ids, v_int_completed,
+             v_int_durations, v_int_results
+        from done as d;
+
+        if v_int_agents is not null then
+            perform instrument_apply_intensity_rows(v_int_agents, v_int_users, v_int_ids,
+                                                    v_int_completed, v_int_durations,
+                                                    v_int_results);
+        end if;
+
+        return jsonb_build_object('applied', v_applied, 'duplicates', v_total - v_applied);
+    end
+    $$;
+
+revoke all on function public.instrument_ingest(jsonb, text[]) from public;
+do $$
+declare
+    f text;
+begin
+    foreach f in array array[
+        'public.instrument_apply_intensity(jsonb)',
+        'public.instrument_apply_intensity_rows(text[], text[], text[], text[], text[], jsonb[])',
+        'public.instrument_utc_timestamp(text)'
+    ] loop
+        execute format('revoke all on function %s from public, anon, authenticated', f);
+        execute format('grant execute on function %s to service_role', f);
+    end loop;
+    -- Supabase grants execute on new functions to anon/authenticated by default privileges.
+    revoke all on function public.instrument_ingest(jsonb, text[]) from anon, authenticated;
+end
+$$;
+grant execute on function public.instrument_ingest(jsonb, text[]) to service_role;
