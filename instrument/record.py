@@ -152,6 +152,7 @@ class ExecutionRecord(_Frozen):
 
 
 _ModelT = TypeVar("_ModelT", bound=BaseModel)
+_FIELD_SETS: dict[type[BaseModel], set[str]] = {}
 
 
 def construct(cls: type[_ModelT], values: dict[str, Any]) -> _ModelT:
@@ -162,7 +163,13 @@ def construct(cls: type[_ModelT], values: dict[str, Any]) -> _ModelT:
     """
     obj = cls.__new__(cls)
     object.__setattr__(obj, "__dict__", values)
-    object.__setattr__(obj, "__pydantic_fields_set__", set(values))
+    fields = _FIELD_SETS.get(cls)
+    if fields is None:
+        fields = _FIELD_SETS[cls] = set(cls.model_fields)
+    # Every field is set, so every such model can share one set: pydantic only ever copies
+    # it (model_copy) before changing it, and adding a name it holds already changes nothing.
+    object.__setattr__(obj, "__pydantic_fields_set__",
+                       fields if len(values) == len(fields) else set(values))
     object.__setattr__(obj, "__pydantic_extra__", None)
     object.__setattr__(obj, "__pydantic_private__", None)
     return obj

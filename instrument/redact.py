@@ -28,6 +28,9 @@ __all__ = ["DEFAULT_PATTERNS", "MASK", "MAX_DEPTH", "Redactor", "is_secret_key"]
 
 MASK: Final = "[REDACTED]"
 MAX_DEPTH: Final = 32
+#: JSON keys remembered per redactor with their verdict (engines reuse a small vocabulary of
+#: keys, and a key's check is two regex scans); the memo is cleared when it grows past this.
+KEY_MEMO_SIZE: Final = 4096
 
 _Q = r"""["']?"""  # an optional quote around keys and values in JSON/YAML/env text
 _SCHEMES = r"bearer|basic|digest|token|negotiate|apikey"
@@ -115,7 +118,7 @@ def _mask(match: re.Match[str]) -> str:
 class Redactor:
     """Masks secrets in strings and, recursively, in JSON values (by pattern and by key)."""
 
-    __slots__ = ("_any", "_patterns")
+    __slots__ = ("_any", "_keys", "_patterns")
 
     def __init__(self, extra_patterns: Iterable[str] = (), *, defaults: bool = True) -> None:
         """`extra_patterns` are added to the defaults (``defaults=False`` drops those).
@@ -126,6 +129,8 @@ class Redactor:
             (*DEFAULT_PATTERNS, *extra_patterns) if defaults else tuple(extra_patterns)) if p)
         self._patterns = tuple(_compile(p) for p in patterns)
         self._any = _prefilter(patterns)
+        #: key -> (its value is a secret by name, the key with secrets masked or None)
+        self._keys: dict[str, tuple[bool, str | None]] = {}
 
     def text(self, value: str) -> str:
         """`value` with every secret-looking substring replaced by ``[REDACTED]``."""
@@ -144,6 +149,16 @@ class Redactor:
         """
         return self._json(value, 0, set())
 
+    def _key(self, key: str) -> tuple[bool, str | None]:
+        """Check a JSON key once: does it name a secret, and the key with secrets masked
+        (None when there is nothing to mask)."""
+        keys = self._keys
+        if len(keys) >= KEY_MEMO_SIZE:
+            keys.clear()
+        redacted = self.text(key)
+        verdict = keys[key] = (is_secret_key(key), None if redacted == key else redacted)
+        return verdict
+
     def _json(self, value: object, depth: int, path: set[int]) -> object:
         if isinstance(value, str):
             return self.text(value)
@@ -161,8 +176,12 @@ class Redactor:
                 same = type(value) is dict
                 for k, v in value.items():
                     if isinstance(k, str):
-                        masked = is_secret_key(k) and v is not None and not isinstance(v, bool)
-                        new_k = self.text(k)
+                        verdict = self._keys.get(k)
+                        if verdict is None:
+                            verdict = self._key(k)
+                        secret, masked_k = verdict
+                        new_k = k if masked_k is None else masked_k
+                        masked = secret and v is not None and not isinstance(v, bool)
                         new_v = MASK if masked else self._json(v, depth + 1, path)
                         same = same and new_k is k and new_v is v
                         out[new_k] = new_v

@@ -207,3 +207,32 @@ def test_json_returns_its_input_when_clean_and_never_modifies_it() -> None:
     assert json.dumps(dirty) == before
     assert out == {"model": "gpt-4o", "steps": [1, {"api_key": MASK}], "note": MASK}
     assert R.json(("a", "b")) == ["a", "b"]  # tuples still come back as lists
+
+
+_KEYS = st.one_of(st.sampled_from(_FRAGMENTS), st.text(max_size=12))
+_TREES = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(), st.sampled_from(_FRAGMENTS), st.text()),
+    lambda inner: st.one_of(st.lists(inner, max_size=4),
+                            st.dictionaries(_KEYS, inner, max_size=4)),
+    max_leaves=20)
+
+
+@given(st.lists(_TREES, min_size=1, max_size=4))
+@settings(max_examples=200, deadline=None)
+def test_remembered_key_verdicts_mask_exactly_what_a_fresh_check_does(
+        trees: list[object]) -> None:
+    warm = Redactor()
+    for tree in trees:  # the second pass over every key answers from the memo
+        first, second, fresh = warm.json(tree), warm.json(tree), Redactor().json(tree)
+        assert first == second == fresh
+        assert (second is tree) == (fresh is tree)  # a clean tree is still returned as is
+
+
+def test_the_key_memo_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    from instrument import redact
+
+    monkeypatch.setattr(redact, "KEY_MEMO_SIZE", 50)
+    r = Redactor()
+    for i in range(500):
+        assert r.json({f"k{i}": 1, f"api_key_{i}": "x"}) == {f"k{i}": 1, f"api_key_{i}": MASK}
+        assert len(r._keys) <= 50
