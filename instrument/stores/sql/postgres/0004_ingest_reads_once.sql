@@ -36,6 +36,7 @@ create or replace function public.instrument_apply_intensity_rows(
     -- as instrument_ingest: the planner cannot see the array's size (hash/merge joins, no JIT)
     set enable_nestloop = off
     set jit = off
+    set plan_cache_mode = force_generic_plan
     as $$
     declare
         v_agents text[];
@@ -279,6 +280,7 @@ create or replace function public.instrument_ingest(records jsonb, default_write
     -- would trigger JIT compilation (tens of ms per statement): off too.
     set enable_nestloop = off
     set jit = off
+    set plan_cache_mode = force_generic_plan
     as $$
     declare
         v_total integer;
@@ -290,6 +292,9 @@ create or replace function public.instrument_ingest(records jsonb, default_write
         v_int_completed text[];
         v_int_durations text[];
         v_int_results jsonb[];
+        v_rand text;
+        v_log_ids text;
+        v_log_seq bigint;
     begin
         if records is null or jsonb_typeof(records) <> 'array' then
             raise exception 'instrument_ingest: records must be a JSON array'
@@ -303,6 +308,18 @@ create or replace function public.instrument_ingest(records jsonb, default_write
         if v_total = 0 then
             return jsonb_build_object('applied', 0, 'duplicates', 0);
         end if;
+        -- agent_logs ids, time-ordered like UUIDv7 (RFC 9562): the first 20 hex digits are
+        -- the clock in ms, version 7, the variant and 26 random bits; the last 12 are a random 47-bit
+        -- number plus the record's position in the batch. One random draw per batch instead
+        -- of one per row, and ids that grow with time, so agent_logs_pkey is appended at its
+        -- right edge instead of dirtying a random leaf page per row.
+        v_rand := replace(gen_random_uuid()::text, '-', '');  -- 32 hex digits, 122 random bits
+        v_log_ids := lpad(to_hex((extract(epoch from clock_timestamp()) * 1000)::bigint
+                                 & x'ffffffffffff'::bigint), 12, '0');
+        v_log_ids := substr(v_log_ids, 1, 8) || '-' || substr(v_log_ids, 9, 4) || '-7'
+                     || substr(v_rand, 1, 3) || '-' || substr(v_rand, 17, 4) || '-';
+        v_log_seq := ('x' || substr(v_rand, 21, 12))::bit(48)::bigint
+                     & x'7fffffffffff'::bigint;  -- [0, 2^47): adding positions cannot overflow
 
         with src as materialized (
             -- the batch, one row per execution_id (first occurrence wins), each field read
@@ -342,19 +359,32 @@ create or replace function public.instrument_ingest(records jsonb, default_write
                 added = excluded.writers & ~l.writers
                 where l.writers | excluded.writers <> l.writers
             returning execution_id, added
-        ), done as materialized (
-            -- reads every new ledger row of the batch before any other table is written,
-            -- and the intensity rows of the records that gained the intensity bit
+        ), nb as materialized (
+            -- the records that gained a bit, in key order, with the bits gained and what
+            -- several writers read (evaluated only where one of them would: a cast that
+            -- fails rejects the batch exactly where v3's writers rejected it)
             select
-                count(*) as n_applied,
-                array_agg(b.agent_id) filter (where i.added & 8 <> 0) as int_agents,
-                array_agg(b.user_id) filter (where i.added & 8 <> 0) as int_users,
-                array_agg(b.eid) filter (where i.added & 8 <> 0) as int_ids,
-                array_agg(b.completed_at) filter (where i.added & 8 <> 0) as int_completed,
-                array_agg(b.duration_ms) filter (where i.added & 8 <> 0) as int_durations,
-                array_agg(b.res) filter (where i.added & 8 <> 0) as int_results
+                b.*,
+                i.added,
+                case when i.added & 3 <> 0 or (i.added & 12 <> 0 and b.agent_id is not null)
+                     then (b.res ->> 'success')::boolean end as ok,
+                case when i.added & 3 <> 0 or (i.added & 4 <> 0 and b.agent_id is not null)
+                     then instrument_total_tokens(b.res -> 'tokens') end as total
             from ins as i
             join src as b on b.execution_id = i.execution_id
+            order by b.execution_id
+        ), done as materialized (
+            -- reads every new ledger row of the batch before any other table is written,
+            -- and the intensity writer's fields of the records that gained its bit
+            select
+                count(*) as n_applied,
+                array_agg(b.agent_id) filter (where b.added & 8 <> 0) as int_agents,
+                array_agg(b.user_id) filter (where b.added & 8 <> 0) as int_users,
+                array_agg(b.eid) filter (where b.added & 8 <> 0) as int_ids,
+                array_agg(b.completed_at) filter (where b.added & 8 <> 0) as int_completed,
+                array_agg(b.duration_ms) filter (where b.added & 8 <> 0) as int_durations,
+                array_agg(b.res) filter (where b.added & 8 <> 0) as int_results
+            from nb as b
         ), ex as (
             insert into agent_executions (
                 id, agent_id, user_id, agent_name, session_id, execution_type, engine, status,
@@ -370,7 +400,7 @@ create or replace function public.instrument_ingest(records jsonb, default_write
                 b.session_id,
                 coalesce(b.execution_type, 'manual'),
                 b.engine,
-                case when (b.res ->> 'success')::boolean then 'completed' else 'failed' end,
+                case when b.ok then 'completed' else 'failed' end,
                 (b.started_at)::timestamptz,
                 (b.completed_at)::timestamptz,
                 round((b.duration_ms)::numeric)::integer,
@@ -378,22 +408,24 @@ create or replace function public.instrument_ingest(records jsonb, default_write
                 b.res -> 'error' ->> 'message',
                 (b.res -> 'tokens' ->> 'input_tokens')::integer,
                 (b.res -> 'tokens' ->> 'output_tokens')::integer,
-                instrument_total_tokens(b.res -> 'tokens')::integer,
+                b.total::integer,
                 b.res ->> 'model',
                 b.res ->> 'provider',
                 b.trace_id,
                 b.span_id,
                 jsonb_build_object('name', b.name) || b.details
-            from src as b
-            join ins as i on i.execution_id = b.execution_id and i.added & 1 <> 0
+            from nb as b
+            where b.added & 1 <> 0
             order by b.execution_id
             on conflict (id) do nothing
         ), lg as (
             insert into agent_logs (
-                execution_id, agent_id, user_id, run_output, full_output, status,
+                id, execution_id, agent_id, user_id, run_output, full_output, status,
                 status_message, run_time, run_tokens, user_credits_used
             )
             select
+                -- time-ordered (see v_log_ids above): the primary key grows at its right edge
+                (v_log_ids || lpad(to_hex(v_log_seq + b.ord), 12, '0'))::uuid,
                 b.execution_id,
                 b.agent_id,
                 b.user_id,
@@ -451,25 +483,25 @@ create or replace function public.instrument_ingest(records jsonb, default_write
                         'provider', b.res -> 'provider'
                     )) || b.details
                 ),
-                case when (b.res ->> 'success')::boolean then 'completed' else 'failed' end,
-                case when not (b.res ->> 'success')::boolean
+                case when b.ok then 'completed' else 'failed' end,
+                case when not b.ok
                           and jsonb_typeof(b.res -> 'error') = 'object'
                      then (b.res -> 'error' ->> 'type') || ': '
                           || (b.res -> 'error' ->> 'message') end,
                 t.duration,
                 t.total::integer,
                 ceil(t.total / 1000.0)::integer
-            from src as b
-            join ins as i on i.execution_id = b.execution_id and i.added & 2 <> 0
+            from nb as b
             cross join lateral (
                 select
-                    instrument_total_tokens(b.res -> 'tokens') as total,
+                    b.total,
                     round((b.duration_ms)::numeric)::integer as duration,
                     (b.res -> 'steps' ->> 'completed')::integer as completed,
                     (b.res -> 'steps' ->> 'failed')::integer as failed,
                     (b.res -> 'steps' ->> 'skipped')::integer as skipped
                 offset 0
             ) as t
+            where b.added & 2 <> 0
             order by b.execution_id
             on conflict (execution_id) do nothing
         ), st as (
@@ -496,13 +528,12 @@ create or replace function public.instrument_ingest(records jsonb, default_write
                     b.execution_id,
                     b.agent_id as agent_id,
                     b.user_id as user_id,
-                    (b.res ->> 'success')::boolean as success,
-                    instrument_total_tokens(b.res -> 'tokens') as total,
+                    b.ok as success,
+                    b.total,
                     round((b.duration_ms)::numeric)::bigint as duration,
                     (b.completed_at)::timestamptz as completed_at
-                from src as b
-                join ins as i on i.execution_id = b.execution_id and i.added & 4 <> 0
-                where b.agent_id is not null
+                from nb as b
+                where b.added & 4 <> 0 and b.agent_id is not null
                 offset 0
             ) as d
             group by d.agent_id
