@@ -416,8 +416,12 @@ create or replace function public.instrument_ingest(records jsonb, default_write
                 jsonb_build_object('name', b.name) || b.details
             from nb as b
             where b.added & 1 <> 0
+              -- a row the ledger does not know of (written before the ledger, or by hand)
+              -- stays as it is, as with "on conflict do nothing", without the cost of a
+              -- speculative insertion per row: a probe of the primary key (a subplan, not
+              -- an anti-join, which would read the whole table without nested loops)
+              and (select true from agent_executions as e where e.id = b.execution_id) is null
             order by b.execution_id
-            on conflict (id) do nothing
         ), lg as (
             insert into agent_logs (
                 id, execution_id, agent_id, user_id, run_output, full_output, status,
@@ -444,17 +448,17 @@ create or replace function public.instrument_ingest(records jsonb, default_write
                         'tool_calls_count',
                             case when jsonb_typeof(b.res -> 'tool_calls') = 'array'
                                  then jsonb_array_length(b.res -> 'tool_calls') end,
-                        'tokens_used', t.total,
-                        'execution_time_ms', t.duration,
+                        'tokens_used', b.total,
+                        'execution_time_ms', b.duration,
                         'model', b.res -> 'model',
                         'provider', b.res -> 'provider',
-                        'steps_completed', t.completed,
-                        'steps_failed', t.failed,
-                        'steps_skipped', t.skipped,
+                        'steps_completed', b.completed,
+                        'steps_failed', b.failed,
+                        'steps_skipped', b.skipped,
                         'total_steps',
-                            case when coalesce(t.completed, t.failed, t.skipped) is not null
-                                 then coalesce(t.completed, 0) + coalesce(t.failed, 0)
-                                      + coalesce(t.skipped, 0) end
+                            case when coalesce(b.completed, b.failed, b.skipped) is not null
+                                 then coalesce(b.completed, 0) + coalesce(b.failed, 0)
+                                      + coalesce(b.skipped, 0) end
                     ))::text
                 else '{' || concat_ws(', ',
                     '"model": ' || nullif(b.res -> 'model', 'null')::text,
@@ -462,18 +466,18 @@ create or replace function public.instrument_ingest(records jsonb, default_write
                     '"success": ' || nullif(b.res -> 'success', 'null')::text,
                     '"provider": ' || nullif(b.res -> 'provider', 'null')::text,
                     '"iterations": ' || nullif(b.res -> 'iterations', 'null')::text,
-                    '"tokens_used": ' || t.total,
+                    '"tokens_used": ' || b.total,
                     '"total_steps": '
-                        || case when coalesce(t.completed, t.failed, t.skipped) is not null
-                                then coalesce(t.completed, 0) + coalesce(t.failed, 0)
-                                     + coalesce(t.skipped, 0) end,
-                    '"steps_failed": ' || t.failed,
-                    '"steps_skipped": ' || t.skipped,
-                    '"steps_completed": ' || t.completed,
+                        || case when coalesce(b.completed, b.failed, b.skipped) is not null
+                                then coalesce(b.completed, 0) + coalesce(b.failed, 0)
+                                     + coalesce(b.skipped, 0) end,
+                    '"steps_failed": ' || b.failed,
+                    '"steps_skipped": ' || b.skipped,
+                    '"steps_completed": ' || b.completed,
                     '"tool_calls_count": '
                         || case when jsonb_typeof(b.res -> 'tool_calls') = 'array'
                                 then jsonb_array_length(b.res -> 'tool_calls') end,
-                    '"execution_time_ms": ' || t.duration
+                    '"execution_time_ms": ' || b.duration
                 ) || '}' end,
                 jsonb_build_object(
                     (b.engine) || '_metadata',
@@ -488,22 +492,24 @@ create or replace function public.instrument_ingest(records jsonb, default_write
                           and jsonb_typeof(b.res -> 'error') = 'object'
                      then (b.res -> 'error' ->> 'type') || ': '
                           || (b.res -> 'error' ->> 'message') end,
-                t.duration,
-                t.total::integer,
-                ceil(t.total / 1000.0)::integer
-            from nb as b
-            cross join lateral (
+                b.duration,
+                b.total::integer,
+                ceil(b.total / 1000.0)::integer
+            from (
                 select
-                    b.total,
+                    b.*,
                     round((b.duration_ms)::numeric)::integer as duration,
                     (b.res -> 'steps' ->> 'completed')::integer as completed,
                     (b.res -> 'steps' ->> 'failed')::integer as failed,
                     (b.res -> 'steps' ->> 'skipped')::integer as skipped
+                from nb as b
+                where b.added & 2 <> 0
+                  -- as for agent_executions: an existing row stays, probed by its key
+                  and (select true from agent_logs as x
+                       where x.execution_id = b.execution_id) is null
                 offset 0
-            ) as t
-            where b.added & 2 <> 0
+            ) as b
             order by b.execution_id
-            on conflict (execution_id) do nothing
         ), st as (
             insert into agent_stats as s (
                 agent_id, user_id, run_count, success_count, failure_count, total_tokens,
