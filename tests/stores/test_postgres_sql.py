@@ -159,3 +159,41 @@ def test_ingest_json_drops_response_text_only_without_content_capture() -> None:
             assert all(("response" in r["result"]) == (capture and r["result"] is not None
                                                         and rec.result.response is not None)
                        for r, rec in zip(sent, batch, strict=True))
+
+
+def test_a_row_another_writer_is_inserting_right_now_is_kept_not_a_rejected_batch(
+        pg: PostgresStore) -> None:
+    """An agent_executions row with the same id, inserted outside the SDK and committed while
+    the batch waits on it, stays as it is; the record's other writers still apply."""
+    import threading
+    import time
+
+    rec = agentkit(7)
+    eid = str(rec.execution_id)
+    outside = psycopg.connect(pg.url)
+    try:
+        outside.execute("insert into agent_executions (id, agent_id, engine, status, "
+                        "started_at, completed_at) values (%s, 'written-elsewhere', 'legacy', "
+                        "'completed', now(), now())", (eid,))
+        done: list[object] = []
+        worker = threading.Thread(target=lambda: done.append(pg.apply([rec], ALL_WRITERS)))
+        worker.start()
+        with psycopg.connect(pg.url, autocommit=True) as watch:  # until ingest waits on us
+            for _ in range(500):
+                waiting = watch.execute(
+                    "select count(*) from pg_stat_activity where wait_event_type = 'Lock' "
+                    "and query like %s", ("%instrument_ingest%",)).fetchone()
+                if waiting and waiting[0]:
+                    break
+                time.sleep(0.01)
+        outside.commit()
+    finally:
+        outside.close()
+    worker.join(30)
+    assert len(done) == 1, "the batch was refused"
+    with psycopg.connect(pg.url) as conn:
+        assert conn.execute("select agent_id from agent_executions where id = %s",
+                            (eid,)).fetchone() == ("written-elsewhere",)
+        assert conn.execute("select count(*) from agent_logs where execution_id = %s",
+                            (eid,)).fetchone() == (1,)
+    assert _stats(pg.url, rec.agent_id or "") is not None
