@@ -6,8 +6,11 @@
 -- already read (in the statement that reads the ledger), and instrument_apply_intensity(jsonb)
 -- is a thin wrapper that reads its records into the same arrays: both entry points share one
 -- implementation. The batch itself is read by one jsonb_to_recordset call instead of one
--- jsonb_to_record call per record. Tables, ledger, effects and results are unchanged.
--- Idempotent: every statement can run again.
+-- jsonb_to_record call per record. Both functions use generic plans (PL/pgSQL re-planned
+-- the big statement on every call), the records that gained a ledger bit are joined with the
+-- ledger once for all writers, and agent_logs ids are time-ordered (UUIDv7-shaped: one random
+-- draw per batch, then a sequence) as on SQLite. Tables, ledger, effects and results are
+-- otherwise unchanged. Idempotent: every statement can run again.
 
 -- A record's completed_at text as the intensity writer reads it: an offset-less time is UTC
 -- (instrument.ais reads naive datetimes as UTC), whatever the session's TimeZone.
