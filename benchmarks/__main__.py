@@ -1,4 +1,4 @@
-"""`python -m benchmarks {overhead,ingest,isolation,memory,scaling,all} [--smoke]`.
+"""`python -m benchmarks {overhead,breakdown,ingest,isolation,memory,scaling,peers,all} [--smoke]`.
 
 Figures and the command that produced them are recorded in docs/performance.md. `--smoke`
 runs tiny sizes (the test suite does this so the harness cannot rot; it asserts no timings).
@@ -37,11 +37,14 @@ def _drop_pg_db(admin_url: str, name: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
     parser.add_argument("which", choices=["overhead", "breakdown", "ingest", "isolation",
-                                          "memory", "scaling", "all"])
+                                          "memory", "scaling", "peers", "all"])
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, for the test suite")
     parser.add_argument("--pg-admin-url", default=DEFAULT_PG,
                         help="admin URL; benchmark databases are created and dropped there")
     parser.add_argument("--no-postgres", action="store_true", help="skip Postgres scenarios")
+    parser.add_argument("--python", default=None,
+                        help="peers: the interpreter of an environment with the peers installed "
+                             "(default: this one)")
     args = parser.parse_args(argv)
     smoke = args.smoke
     print(f"machine: {_machine()}")
@@ -87,6 +90,10 @@ def main(argv: list[str] | None = None) -> int:
                         batch=20 if smoke else 500, agents=(1, 5) if smoke else (1, 10, 100))
         finally:
             _drop_pg_db(args.pg_admin_url, "instrument_bench_scaling")
+    if args.which in ("peers", "all"):
+        from benchmarks import peers
+
+        peers.run(rounds=2 if smoke else 15, calls=20 if smoke else 2000, python=args.python)
     return 0
 
 

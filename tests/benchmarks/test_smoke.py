@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.parametrize(
-    "which", ["overhead", "breakdown", "ingest", "isolation", "memory", "scaling"])
+    "which", ["overhead", "breakdown", "ingest", "isolation", "memory", "scaling", "peers"])
 def test_benchmark_smoke(which: str, pg_admin_url: str, tmp_path: Path) -> None:
     env = {**os.environ, "INSTRUMENT_STRICT": "0", "COLUMNS": "160"}
     proc = subprocess.run(
@@ -24,5 +24,6 @@ def test_benchmark_smoke(which: str, pg_admin_url: str, tmp_path: Path) -> None:
     assert "machine:" in proc.stdout
     expected = {"overhead": "Call overhead", "breakdown": "Where the time goes",
                 "ingest": "Ingest throughput",
-                "isolation": "Isolation", "memory": "Resident memory", "scaling": "Cost per record"}
+                "isolation": "Isolation", "memory": "Resident memory", "scaling": "Cost per record",
+                "peers": "The peers"}
     assert expected[which] in proc.stdout, proc.stdout[-3000:]
