@@ -18,7 +18,7 @@ import uuid
 from collections.abc import AsyncGenerator, Callable, Generator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar, overload
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 import wrapt
 from opentelemetry import context as otel_context
@@ -252,14 +252,25 @@ def _import_by_qualname(module: str, qualname: str) -> Any:
     return obj
 
 
-class _BoundExecutor(wrapt.BoundFunctionWrapper[..., Any]):
+if TYPE_CHECKING:  # wrapt's wrappers are generic from wrapt 2; pyproject allows 1.16 too
+    _BoundBase = wrapt.BoundFunctionWrapper[..., Any]
+    _FunctionBase = wrapt.FunctionWrapper[..., Any]
+else:
+    _BoundBase = wrapt.BoundFunctionWrapper
+    _FunctionBase = wrapt.FunctionWrapper
+
+
+class _BoundExecutor(_BoundBase):
     """A decorated method bound to its instance or class; pickles as ``getattr(owner, name)``."""
 
     def __reduce__(self) -> tuple[Any, ...]:
         return getattr, (self._self_instance, self.__name__)
 
+    def __reduce_ex__(self, protocol: Any) -> tuple[Any, ...]:  # wrapt 1.x's proxy raises
+        return self.__reduce__()
 
-class _Executor(wrapt.FunctionWrapper[..., Any]):
+
+class _Executor(_FunctionBase):
     """The decorated callable. Pickles by reference (module + qualname), like a plain function,
     so decorated executors can be sent to ProcessPoolExecutor and multiprocessing workers."""
 
@@ -267,6 +278,9 @@ class _Executor(wrapt.FunctionWrapper[..., Any]):
 
     def __reduce__(self) -> tuple[Any, ...]:
         return _import_by_qualname, (self.__module__, self.__qualname__)
+
+    def __reduce_ex__(self, protocol: Any) -> tuple[Any, ...]:  # wrapt 1.x's proxy raises
+        return self.__reduce__()
 
 
 # --------------------------------------------------------------------------------------------
