@@ -3,7 +3,9 @@
 Each peer runs in its own process (peers install global providers, processors and
 instrumentations that would otherwise tax every other variant), interleaved round by round with
 a raw OpenTelemetry span and our decorator in that same process, so the ratios in one row are
-comparable. Every peer is set up to send nothing over the network, with its own defaults
+comparable (a peer that installs the global provider itself, Traceloop, is set up first, so
+the raw span and ours use its provider). Every peer is set up to send nothing over the network,
+with its own defaults
 otherwise (Langfuse and LangSmith capture inputs and outputs by default; that is part of what
 they cost). A peer that is not installed is reported as such; install them into the benchmark
 environment with ``pip install traceloop-sdk logfire openinference-instrumentation langfuse
@@ -82,6 +84,8 @@ def _langsmith(provider: Any) -> Callable[[int], int]:
     return traceable(name="f", client=client)(_f)  # type: ignore[no-any-return]
 
 
+#: peers that set the global tracer provider themselves
+_OWNS_GLOBAL = frozenset({"traceloop"})
 _SETUP: dict[str, Callable[[Any], Callable[[int], int]]] = {
     "traceloop": _traceloop, "logfire": _logfire, "openinference": _openinference,
     "langfuse": _langfuse, "langsmith": _langsmith,
@@ -106,13 +110,19 @@ def measure_one(peer: str, *, rounds: int, calls: int) -> dict[str, float]:
 
     if peer == "langsmith":
         os.environ.setdefault("LANGSMITH_TRACING", "true")
-    provider = _provider()
+    if peer in _OWNS_GLOBAL:
+        # It installs the global provider (or adds its processor to one already there): set it
+        # up first, so the raw span and our decorator use its provider, with its one processor
+        theirs = _SETUP[peer](None)
+        provider = _provider()
+    else:
+        provider = _provider()
+        theirs = _SETUP[peer](provider)
     tracer = provider.get_tracer("bench")
     tmp = Path(tempfile.mkdtemp(prefix="instrument-peers-"))
     instrument.configure(database_url=f"sqlite:///{tmp / 'bench.db'}", traces="none",
                          strict=False, batch_size=calls * 8, flush_interval_s=3600.0)
     ours = instrument.logged_execution(_f)
-    theirs = _SETUP[peer](provider)
 
     def raw() -> int:
         with tracer.start_as_current_span("f"):
