@@ -293,11 +293,9 @@ class SegmentWriter:
             m[pos - self._base:end - self._base] = line
             self.size = end
             return self.seq, end
-        written = self._put(line)
-        if written < n:
+        if self._put(line) < n:
             # disk full or similar: seal this segment at its real size (a torn tail is skipped
             # by the reader) and start a fresh one, so later offsets stay exact
-            self.size += written
             self._rotate()
             raise OSError(errno.ENOSPC, f"spool segment {self.path(self.seq - 1)} is full")
         return self.seq, self.size

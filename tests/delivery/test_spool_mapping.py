@@ -145,3 +145,33 @@ def test_a_forked_child_leaves_the_parents_map_alone(tmp_path: Path) -> None:
     assert len(entries) == 10
     assert all(e.record is not None for e in entries)
     w.close(all_acked=False)
+
+
+def test_a_line_torn_by_a_full_disk_seals_its_segment_at_the_real_size(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    real_pwrite = os.pwrite
+    torn = {"n": 0}
+
+    def short_once(fd: int, data: bytes, offset: int) -> int:
+        torn["n"] += 1
+        if torn["n"] == 2:  # the second line: a short write of 10 bytes...
+            return real_pwrite(fd, bytes(data[:10]), offset)
+        if torn["n"] == 3:  # ... then the disk is full
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_pwrite(fd, data, offset)
+
+    w = SegmentWriter(tmp_path / "s", mapped=False)
+    lines = _lines(3)
+    monkeypatch.setattr(spool_mod.os, "pwrite", short_once)
+    assert w.append(lines[0]) == (0, len(lines[0]))
+    with pytest.raises(OSError, match="full"):
+        w.append(lines[1])
+    assert w.append(lines[2]) == (1, len(lines[2]))  # a fresh segment, exact offsets
+    monkeypatch.undo()
+    assert w.sealed == {0: len(lines[0]) + 10}
+    assert w.path(0).stat().st_size == len(lines[0]) + 10  # no padding past the torn bytes
+    entries, _ = w.read(0, 0, 10, w.sealed[0])
+    assert [e.record is not None for e in entries] == [True]  # the torn tail is not a record
+    entries, _ = w.read(1, 0, 10, w.size)
+    assert [e.record is not None for e in entries] == [True]
+    w.close(all_acked=False)
