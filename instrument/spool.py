@@ -333,9 +333,12 @@ class SegmentWriter:
         base = self.size - self.size % mmap.ALLOCATIONGRANULARITY
         length = max(MAP_WINDOW_BYTES, end - base)
         try:
-            os.posix_fallocate(fd, base, length)
+            # no posix_fallocate (macOS): mapping without a reservation could fault on a full
+            # disk, so such systems write with pwrite
+            reserve = os.posix_fallocate  # AttributeError where the OS has none
+            reserve(fd, base, length)
             self._map = mmap.mmap(fd, length, offset=base)
-        except (OSError, ValueError):
+        except (OSError, ValueError, AttributeError):
             # no space, a file size limit, or no fallocate here: this segment is written with
             # pwrite, which reports errors instead of faulting (the next segment tries again)
             self._map_ok = False

@@ -175,3 +175,18 @@ def test_a_line_torn_by_a_full_disk_seals_its_segment_at_the_real_size(
     entries, _ = w.read(1, 0, 10, w.size)
     assert [e.record is not None for e in entries] == [True]
     w.close(all_acked=False)
+
+
+def test_without_posix_fallocate_the_segment_is_written_with_pwrite(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delattr(spool_mod.os, "posix_fallocate")  # as on macOS
+    w = SegmentWriter(tmp_path / "s")
+    lines = _lines(20)
+    positions = [w.append(x) for x in lines]
+    assert positions[-1] == (0, sum(map(len, lines)))
+    assert w._map is None
+    assert w.path(0).stat().st_size == w.size  # nothing reserved, nothing mapped
+    entries, _ = w.read(0, 0, 100, w.size)
+    assert len(entries) == 20
+    assert all(e.record is not None for e in entries)
+    w.close(all_acked=False)
