@@ -2,8 +2,8 @@
 
 ``submit`` is O(1) and never does network I/O: it appends the record's JSON line to this
 process's spool segment (a copy into its memory map, no system call, no fsync; see
-:mod:`instrument.spool`) and, while the in-memory queue has room,
-hands the record object to the background worker. In deferred spool mode it only appends the
+:mod:`instrument.spool`) and, while the in-memory queue has room, hands the record object to
+the background worker. In deferred spool mode it only appends the
 record to a lock-free intake queue that a spooler thread writes to the spool every 10 ms. When
 the queue is full the record is only on disk ("spilled") and the worker reads it back later, so
 memory stays bounded and nothing blocks. The worker batches by size and age, writes each

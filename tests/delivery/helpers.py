@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import errno
+import os
 import sqlite3
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -50,3 +52,20 @@ def file_pipeline(db: str, spool: Path | None, **kw: object) -> DeliveryPipeline
     opts.update(kw)
     return DeliveryPipeline(FileStore(db), writers=("executions",), spool_dir=spool,
                             store_factory=lambda: FileStore(db), **opts)  # type: ignore[arg-type]
+
+
+def filling_disk(short_at: int, keep: int) -> Callable[[int, bytes, int], int]:
+    """An ``os.pwrite`` for a disk that fills up: call number `short_at` writes only its first
+    `keep` bytes (a short write), the next call fails with ENOSPC, later calls work again."""
+    real_pwrite = os.pwrite
+    calls = [0]
+
+    def pwrite(fd: int, data: bytes, offset: int) -> int:
+        calls[0] += 1
+        if calls[0] == short_at:
+            return real_pwrite(fd, bytes(data[:keep]), offset)
+        if calls[0] == short_at + 1:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_pwrite(fd, data, offset)
+
+    return pwrite

@@ -15,7 +15,7 @@ from instrument.errors import ConfigurationError
 from instrument.pipeline import DeliveryPipeline, replay
 from tests.delivery.effects import effects
 from tests.delivery.faultstore import rows
-from tests.delivery.helpers import file_pipeline, locked, make_record
+from tests.delivery.helpers import file_pipeline, filling_disk, locked, make_record
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -161,25 +161,12 @@ def test_append_many_matches_single_appends_across_rotations(
 
 def test_append_many_survives_a_write_failing_part_way(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import errno
-    import os
-
     from instrument import spool as spool_mod
-
-    real_pwrite = os.pwrite
-    calls = {"n": 0}
-
-    def flaky_pwrite(fd: int, data: bytes, offset: int) -> int:
-        calls["n"] += 1
-        if calls["n"] == 1:  # the batch write: a short write of 1,500 bytes (disk filling)
-            return real_pwrite(fd, bytes(data[:1500]), offset)
-        if calls["n"] == 2:  # ... then the disk is full
-            raise OSError(errno.ENOSPC, "No space left on device")
-        return real_pwrite(fd, data, offset)
 
     w = spool_mod.SegmentWriter(tmp_path / "s", mapped=False)  # the pwrite path
     lines = _lines(40)
-    monkeypatch.setattr(spool_mod.os, "pwrite", flaky_pwrite)
+    # the batch write: a short write of 1,500 bytes, then the disk is full
+    monkeypatch.setattr(spool_mod.os, "pwrite", filling_disk(short_at=1, keep=1500))
     got = w.append_many(lines)
     monkeypatch.undo()
     assert len(got) == len(lines)

@@ -14,7 +14,7 @@ import pytest
 from instrument import spool as spool_mod
 from instrument.config import resolve_settings
 from instrument.spool import SegmentWriter, find_orphans, read_entries
-from tests.delivery.helpers import make_record
+from tests.delivery.helpers import filling_disk, make_record
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -90,7 +90,7 @@ import os, sys
 sys.path.insert(0, {str(ROOT)!r})
 from pathlib import Path
 from instrument.spool import SegmentWriter, encode
-from tests.delivery.helpers import make_record
+from tests.delivery.helpers import filling_disk, make_record
 w = SegmentWriter(Path({str(spool)!r}))
 for _ in range(30):
     w.append(encode(make_record()))
@@ -149,20 +149,10 @@ def test_a_forked_child_leaves_the_parents_map_alone(tmp_path: Path) -> None:
 
 def test_a_line_torn_by_a_full_disk_seals_its_segment_at_the_real_size(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    real_pwrite = os.pwrite
-    torn = {"n": 0}
-
-    def short_once(fd: int, data: bytes, offset: int) -> int:
-        torn["n"] += 1
-        if torn["n"] == 2:  # the second line: a short write of 10 bytes...
-            return real_pwrite(fd, bytes(data[:10]), offset)
-        if torn["n"] == 3:  # ... then the disk is full
-            raise OSError(errno.ENOSPC, "No space left on device")
-        return real_pwrite(fd, data, offset)
-
     w = SegmentWriter(tmp_path / "s", mapped=False)
     lines = _lines(3)
-    monkeypatch.setattr(spool_mod.os, "pwrite", short_once)
+    # the second line: a short write of 10 bytes, then the disk is full
+    monkeypatch.setattr(spool_mod.os, "pwrite", filling_disk(short_at=2, keep=10))
     assert w.append(lines[0]) == (0, len(lines[0]))
     with pytest.raises(OSError, match="full"):
         w.append(lines[1])
