@@ -13,7 +13,7 @@ from benchmarks.common import synthetic_records
 from instrument.record import ExecutionRecord
 from instrument.stores import open_store
 from instrument.stores.base import Store
-from instrument.writers.base import BUILTIN_WRITERS
+from instrument.writers import BUILTIN_WRITERS
 
 
 def throughput(store: Store, records: Sequence[ExecutionRecord], batch: int) -> float:

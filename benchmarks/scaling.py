@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 from benchmarks.common import synthetic_records
 from instrument.stores import open_store
-from instrument.writers.base import BUILTIN_WRITERS
+from instrument.writers import BUILTIN_WRITERS
 
 
 def _prefill(url: str, rows: int) -> None:

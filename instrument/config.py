@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from instrument.errors import ConfigurationError
-from instrument.writers.base import BUILTIN_WRITERS, Writer
+from instrument.writers import BUILTIN_WRITERS, Writer
 
 __all__ = [
     "ENV_VARS",

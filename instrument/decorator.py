@@ -24,10 +24,10 @@ import wrapt
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 
-from adapters import registry
-from adapters.protocol import Adapter, StreamedItems
-from adapters.registry import UnknownAdapterError, get_adapter
 from instrument import runtime
+from instrument.adapters import registry
+from instrument.adapters.protocol import Adapter, StreamedItems
+from instrument.adapters.registry import UnknownAdapterError, get_adapter
 from instrument.binding import ArgumentPlan, FieldSpec, Literal_, _none, compile_field
 from instrument.context import _AMBIENT, _CURRENT, ExecutionContext
 from instrument.guard import internal_error

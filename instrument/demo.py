@@ -27,7 +27,7 @@ from instrument.context import current_execution, execution_context
 from instrument.decorator import logged_execution
 from instrument.record import ExecutionRecord
 from instrument.stores import open_store
-from instrument.writers.base import BUILTIN_WRITERS
+from instrument.writers import BUILTIN_WRITERS
 
 __all__ = [
     "AGENTS",
@@ -209,7 +209,7 @@ def _response() -> Any:
 
 def _optional_engine(engine: str, package: str) -> str | None:
     """Why `engine` cannot run here, or None when its adapter and package are importable."""
-    if importlib.util.find_spec(f"adapters.{engine}") is None:
+    if importlib.util.find_spec(f"instrument.adapters.{engine}") is None:
         return f"adapters.{engine} is not built yet"
     if importlib.util.find_spec(package) is None:
         extra = "agents" if package == "agents" else "openai"

@@ -13,10 +13,10 @@ import time
 from dataclasses import dataclass
 
 from instrument.config import Settings, resolve_settings
-from instrument.pipeline import NullPipeline, Pipeline, build_pipeline
+from instrument.pipeline.worker import NullPipeline, Pipeline, build_pipeline
 from instrument.redact import Redactor
 from instrument.stores import open_store
-from instrument.tracing import Tracing
+from instrument.tracing.spans import Tracing
 
 __all__ = ["Runtime", "current", "flush", "install", "note_unrecorded", "reset", "shutdown"]
 

@@ -12,8 +12,8 @@ from instrument import runtime
 from instrument.config import Settings, resolve_settings
 from instrument.record import ExecutionRecord
 from instrument.redact import Redactor
-from instrument.tracing import Tracing
-from instrument.writers.base import BUILTIN_WRITERS, Writer
+from instrument.tracing.spans import Tracing
+from instrument.writers import BUILTIN_WRITERS, Writer
 
 __all__ = ["Captured", "assert_parity", "capture"]
 

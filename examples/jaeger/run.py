@@ -28,8 +28,8 @@ from pathlib import Path
 from typing import Any
 
 import instrument
-from adapters import StreamedItems, register_adapter
 from instrument import ExecutionRecord, ExecutionResult, TokenUsage, logged_execution
+from instrument.adapters import StreamedItems, register_adapter
 
 DEFAULTS = {
     "OTEL_SERVICE_NAME": "jaeger-demo",

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from adapters import available_adapters
 from instrument import logged_execution
+from instrument.adapters import available_adapters
 from instrument.testing import capture
 
 

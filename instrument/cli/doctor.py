@@ -99,7 +99,7 @@ def _tcp_reachable(endpoint: str, default_port: int, timeout_s: float = 2.0) -> 
 
 
 def _otlp_check(settings: Settings) -> Check:
-    from instrument.otel_config import resolve_otel
+    from instrument.tracing.otel_env import resolve_otel
 
     cfg = resolve_otel(settings)
     if cfg.disabled:
@@ -121,7 +121,7 @@ def _otlp_check(settings: Settings) -> Check:
 
 
 def _spool_checks(settings: Settings, url_flag: str) -> list[Check]:
-    from instrument import spool
+    from instrument.pipeline import spool
 
     directory = spool.resolve_spool_dir(settings)
     if directory is None:
@@ -178,7 +178,7 @@ def doctor(database_url: str | None, as_json: bool) -> int:
     failed = [c for c in checks if c["status"] == "fail"]
     shown = describe(settings)
     shown["database_url"] = mask_url(settings.database_url)
-    from instrument.spool import resolve_spool_dir
+    from instrument.pipeline.spool import resolve_spool_dir
 
     spool_dir = resolve_spool_dir(settings)  # the directory in use, defaults resolved
     shown["spool_dir"] = str(spool_dir) if spool_dir is not None else "off"

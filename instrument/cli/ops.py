@@ -74,7 +74,7 @@ def replay(database_url: str | None) -> int:
     or the store refused some: see `instrument doctor`).
     """
     settings = settings_for(database_url)
-    from instrument import pipeline
+    from instrument.pipeline import worker as pipeline
 
     run: Callable[..., Any] | None = getattr(pipeline, "replay", None)
     if run is None:

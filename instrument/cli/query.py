@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from adapters.registry import available_adapters
+from instrument.adapters.registry import available_adapters
 from instrument.cli.common import (
     EXIT_OK,
     EXIT_USAGE,

@@ -12,7 +12,7 @@ from typing import Any
 from instrument import ais
 from instrument.ais import COMPONENTS
 from instrument.cli.common import pick
-from instrument.writers import intensity
+from instrument.stores.reference import intensity
 
 __all__ = ["COMPONENTS", "agent_summaries", "ais_scores", "dynamic_ranges"]
 

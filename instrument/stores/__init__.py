@@ -21,15 +21,15 @@ def open_store(url: str, settings: Settings | None = None) -> Store:
     # with capture_content=). A store opened without settings keeps its own safe default.
     capture_content = settings is not None
     if url.startswith("sqlite:///") or url == "sqlite://:memory:":
-        from instrument.stores.sqlite import SQLiteStore
+        from instrument.stores.sqlite.store import SQLiteStore
 
         return SQLiteStore(url, capture_content=capture_content)
     if url.startswith(("postgresql://", "postgres://")):
-        from instrument.stores.postgres import PostgresStore
+        from instrument.stores.postgres.store import PostgresStore
 
         return PostgresStore(url, capture_content=capture_content)
     if url == "supabase" or url.startswith("supabase://"):
-        from instrument.stores.supabase import SupabaseStore
+        from instrument.stores.supabase.store import SupabaseStore
 
         return SupabaseStore.from_settings(url, settings)
     scheme = url.split(":", 1)[0] if ":" in url else url

@@ -81,7 +81,7 @@ def _check_dialect(dialect: str) -> Dialect:
 def migrations(dialect: str) -> tuple[Migration, ...]:
     """The migration files of `dialect`, in version order."""
     d = _check_dialect(dialect)
-    folder = resources.files("instrument.stores").joinpath("sql", d)
+    folder = resources.files("instrument.stores").joinpath(d, "sql")
     found: list[Migration] = []
     for entry in folder.iterdir():
         match = _FILE.match(entry.name)

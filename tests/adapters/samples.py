@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from adapters.conformance import Sample
+from instrument.adapters.conformance import Sample
 
 
 def workflow_success() -> dict[str, Any]:

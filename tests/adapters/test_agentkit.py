@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from adapters import detect_adapter, get_adapter
-from adapters.agentkit import items_returned
 from instrument import logged_execution
+from instrument.adapters import detect_adapter, get_adapter
+from instrument.adapters.agentkit import items_returned
 from instrument.record import ErrorInfo, ExecutionResult, MemoryUsage, TokenUsage, ToolCall
 from instrument.testing import capture
 from tests.adapters.samples import (

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from adapters._coerce import (
+from instrument.adapters._coerce import (
     MISSING,
     field,
     has_field,
@@ -19,7 +19,7 @@ from adapters._coerce import (
     to_str,
     truncate,
 )
-from adapters._jsonsafe import is_json_safe, json_safe
+from instrument.adapters._jsonsafe import is_json_safe, json_safe
 
 
 class Color(enum.Enum):

@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
-from adapters import get_adapter
-from adapters.conformance import RULES, Sample, check_adapter, junk_corpus
-from adapters.registry import BUILTIN_ORDER
+from instrument.adapters import get_adapter
+from instrument.adapters.conformance import RULES, Sample, check_adapter, junk_corpus
+from instrument.adapters.registry import BUILTIN_ORDER
 from instrument.record import ExecutionResult, TokenUsage, ToolCall
 from tests.adapters.samples import BUILTIN_SAMPLES, OPENAI_SAMPLES, agentkit_success
 
@@ -31,12 +31,13 @@ SAMPLE_FACTORIES: dict[str, Callable[[], list[object]]] = {
 
 
 def _module_exists(name: str) -> bool:
-    return importlib.util.find_spec(f"adapters.{name}") is not None
+    return importlib.util.find_spec(f"instrument.adapters.{name}") is not None
 
 
 def _samples(name: str) -> list[object]:
     samples = SAMPLE_FACTORIES[name]()
-    own = getattr(importlib.import_module(f"adapters.{name}"), "conformance_samples", None)
+    module = importlib.import_module(f"instrument.adapters.{name}")
+    own = getattr(module, "conformance_samples", None)
     if callable(own):
         samples += list(own())
     return samples
@@ -303,7 +304,7 @@ def test_extra_junk_is_checked() -> None:
 
 
 def test_rules_listed_in_the_module_docstring() -> None:
-    import adapters.conformance as mod
+    import instrument.adapters.conformance as mod
 
     doc: Any = mod.__doc__
     for rule in RULES:

@@ -7,9 +7,14 @@ from typing import Any
 
 import pytest
 
-from adapters import registry
-from adapters.registry import BUILTIN_ORDER, get_adapter, register_adapter, unregister_adapter
 from instrument import logged_execution
+from instrument.adapters import registry
+from instrument.adapters.registry import (
+    BUILTIN_ORDER,
+    get_adapter,
+    register_adapter,
+    unregister_adapter,
+)
 from instrument.record import ExecutionResult
 from instrument.testing import capture
 

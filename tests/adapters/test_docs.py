@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from adapters import registry
+from instrument.adapters import registry
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "adapters.md"
 BLOCK = re.compile(r"^```python\n(.*?)^```", re.DOTALL | re.MULTILINE)

@@ -19,10 +19,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from adapters import get_adapter
-from adapters.protocol import StreamedItems
-from adapters.registry import BUILTIN_ORDER
 from instrument import logged_execution
+from instrument.adapters import get_adapter
+from instrument.adapters.protocol import StreamedItems
+from instrument.adapters.registry import BUILTIN_ORDER
 from instrument.record import ExecutionResult
 from instrument.testing import capture
 

@@ -8,8 +8,8 @@ import logging
 
 import pytest
 
-from adapters import detect_adapter, get_adapter
 from instrument import logged_execution
+from instrument.adapters import detect_adapter, get_adapter
 from instrument.record import (
     ErrorInfo,
     ExecutionResult,

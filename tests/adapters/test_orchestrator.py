@@ -9,8 +9,8 @@ from typing import Any
 import pydantic
 import pytest
 
-from adapters import detect_adapter, get_adapter
 from instrument import logged_execution
+from instrument.adapters import detect_adapter, get_adapter
 from instrument.record import ErrorInfo, StepCounts, TokenUsage
 from instrument.testing import capture
 from tests.adapters.samples import (

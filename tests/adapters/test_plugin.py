@@ -24,7 +24,7 @@ CHECK = textwrap.dedent("""
     from importlib.metadata import entry_points
 
     from acme_planner_adapter import ADAPTER
-    from adapters import available_adapters, detect_adapter, get_adapter
+    from instrument.adapters import available_adapters, detect_adapter, get_adapter
     from instrument import logged_execution
     from instrument.testing import capture
 
@@ -107,7 +107,7 @@ def test_plugins_own_conformance_test_passes(plugin_site: Path) -> None:
 def test_not_installed_means_not_found() -> None:
     # Without the plug-in on the path the name is unknown, and the error says how to add it.
     proc = subprocess.run(
-        [sys.executable, "-c", "from adapters import get_adapter; get_adapter('acme_planner')"],
+        [sys.executable, "-c", "from instrument.adapters import get_adapter; get_adapter('acme_planner')"],
         capture_output=True, text=True, timeout=120, check=False, cwd=ROOT,
     )
     assert proc.returncode != 0

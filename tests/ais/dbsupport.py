@@ -11,7 +11,7 @@ from typing import Any
 from instrument import ais
 from instrument.record import ExecutionRecord
 from instrument.stores.migrations import migrate_postgres, migrate_sqlite
-from instrument.writers.intensity import (
+from instrument.stores.reference.intensity import (
     AGGREGATE_COLUMNS,
     SCORE_COLUMNS,
     aggregates_from_row,

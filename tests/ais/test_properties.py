@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from instrument import ais
 from instrument.record import ExecutionRecord
-from instrument.writers.intensity import stored_values
+from instrument.stores.reference.intensity import stored_values
 from tests.ais.histories import (
     assert_aggregates_close,
     assert_values_close,

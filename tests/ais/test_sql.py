@@ -15,7 +15,7 @@ import pytest
 
 from instrument import ais
 from instrument.record import ExecutionRecord
-from instrument.writers.intensity import (
+from instrument.stores.reference.intensity import (
     agent_scores,
     load_config_sqlite,
     save_config_sqlite,

@@ -16,7 +16,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from instrument import logged_execution
 from instrument.testing import capture
-from instrument.tracing import Tracing
+from instrument.tracing.spans import Tracing
 
 ANSWER = {"success": True, "response": "the quarterly plan"}
 

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from instrument.record import ExecutionRecord, ExecutionResult, TokenUsage
 
 if TYPE_CHECKING:
-    from instrument.pipeline import DeliveryPipeline
+    from instrument.pipeline.worker import DeliveryPipeline
 
 
 def make_record(agent_id: str = "agent-1", execution_id: uuid.UUID | None = None
@@ -43,8 +43,8 @@ def locked(path: str) -> Iterator[None]:
 
 def file_pipeline(db: str, spool: Path | None, **kw: object) -> DeliveryPipeline:
     """A fast-ticking pipeline over the fault-injection SQLite store (executions writer)."""
-    from instrument.pipeline import DeliveryPipeline
-    from instrument.retry import Backoff
+    from instrument.pipeline.retry import Backoff
+    from instrument.pipeline.worker import DeliveryPipeline
     from tests.delivery.faultstore import FileStore
 
     opts: dict[str, object] = {"batch_size": 100, "flush_interval_s": 0.02,

@@ -12,7 +12,7 @@ import pytest
 
 from instrument.config import resolve_settings
 from instrument.errors import ConfigurationError
-from instrument.pipeline import DeliveryPipeline, replay
+from instrument.pipeline.worker import DeliveryPipeline, replay
 from tests.delivery.effects import effects
 from tests.delivery.faultstore import rows
 from tests.delivery.helpers import file_pipeline, filling_disk, locked, make_record
@@ -146,7 +146,7 @@ def _lines(n: int) -> list[bytes]:
 
 def test_append_many_matches_single_appends_across_rotations(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from instrument import spool as spool_mod
+    from instrument.pipeline import spool as spool_mod
 
     monkeypatch.setattr(spool_mod, "SEGMENT_MAX_BYTES", 2_000)
     lines = _lines(120)
@@ -161,7 +161,7 @@ def test_append_many_matches_single_appends_across_rotations(
 
 def test_append_many_survives_a_write_failing_part_way(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from instrument import spool as spool_mod
+    from instrument.pipeline import spool as spool_mod
 
     w = spool_mod.SegmentWriter(tmp_path / "s", mapped=False)  # the pwrite path
     lines = _lines(40)

@@ -16,7 +16,7 @@ import pytest
 import instrument
 from instrument import logged_execution, runtime
 from instrument.config import resolve_settings
-from instrument.pipeline import DeliveryPipeline, quarantined
+from instrument.pipeline.worker import DeliveryPipeline, quarantined
 from instrument.record import ExecutionResult, TokenUsage
 from tests.delivery.effects import effects
 from tests.delivery.proxy import TcpProxy

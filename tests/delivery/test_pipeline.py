@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from instrument.config import resolve_settings
-from instrument.pipeline import replay
-from instrument.spool import quarantined, resolve_spool_dir
+from instrument.pipeline.spool import quarantined, resolve_spool_dir
+from instrument.pipeline.worker import replay
 from tests.delivery.faultstore import FileStore, rows
 from tests.delivery.helpers import file_pipeline, locked, make_record
 
@@ -173,7 +173,7 @@ def test_spool_dir_defaults() -> None:
 
 
 def test_backlog_counts_unacknowledged_records(db: str, tmp_path: Path) -> None:
-    from instrument.spool import backlog
+    from instrument.pipeline.spool import backlog
 
     spool = tmp_path / "spool"
     settings = resolve_settings(database_url=f"sqlite:///{db}", spool_dir=spool, environ={})
@@ -192,7 +192,7 @@ def test_backlog_counts_unacknowledged_records(db: str, tmp_path: Path) -> None:
 
 def test_spilled_records_are_read_back_across_segment_rotation(
         db: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from instrument import spool as spool_mod
+    from instrument.pipeline import spool as spool_mod
 
     monkeypatch.setattr(spool_mod, "SEGMENT_MAX_BYTES", 4000)  # ~4 records per segment
     spool = tmp_path / "spool"
@@ -217,7 +217,7 @@ def test_spilled_records_are_read_back_across_segment_rotation(
 
 def test_a_healthy_process_keeps_little_on_disk(
         db: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from instrument import spool as spool_mod
+    from instrument.pipeline import spool as spool_mod
 
     monkeypatch.setattr(spool_mod, "SEGMENT_RECYCLE_BYTES", 20_000)
     monkeypatch.setattr(spool_mod, "MAP_WINDOW_BYTES", 16_384)  # the reserved window, scaled

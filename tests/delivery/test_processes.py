@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from instrument.config import resolve_settings
-from instrument.pipeline import replay
+from instrument.pipeline.worker import replay
 from tests.delivery.effects import effects
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -152,7 +152,7 @@ def test_preloaded_fork_workers_deliver(store_url: str, tmp_path: Path) -> None:
 REPLAYER = """
 import json
 from instrument.config import resolve_settings
-from instrument.pipeline import replay
+from instrument.pipeline.worker import replay
 r = replay(resolve_settings(database_url=URL, spool_dir=SPOOL, environ={}))
 print(json.dumps({"applied": r.applied, "duplicates": r.duplicates, "error": r.error}))
 """

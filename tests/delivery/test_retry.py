@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from instrument.retry import Backoff, CircuitBreaker
+from instrument.pipeline.retry import Backoff, CircuitBreaker
 
 
 def test_backoff_grows_exponentially_with_jitter_and_a_cap() -> None:

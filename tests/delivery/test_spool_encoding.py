@@ -12,8 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from benchmarks.common import synthetic_records
+from instrument.pipeline.spool import _decode, encode
 from instrument.record import ExecutionRecord, ExecutionResult, ToolCall
-from instrument.spool import _decode, encode
 
 _json = st.recursive(
     st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.text(max_size=20)

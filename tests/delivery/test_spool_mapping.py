@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from instrument import spool as spool_mod
 from instrument.config import resolve_settings
-from instrument.spool import SegmentWriter, find_orphans, read_entries
+from instrument.pipeline import spool as spool_mod
+from instrument.pipeline.spool import SegmentWriter, find_orphans, read_entries
 from tests.delivery.helpers import filling_disk, make_record
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -89,7 +89,7 @@ def test_a_dead_writers_tail_is_skipped_and_its_torn_line_quarantined(tmp_path: 
 import os, sys
 sys.path.insert(0, {str(ROOT)!r})
 from pathlib import Path
-from instrument.spool import SegmentWriter, encode
+from instrument.pipeline.spool import SegmentWriter, encode
 from tests.delivery.helpers import filling_disk, make_record
 w = SegmentWriter(Path({str(spool)!r}))
 for _ in range(30):

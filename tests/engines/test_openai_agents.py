@@ -26,10 +26,10 @@ from agents import (
     output_guardrail,
 )
 
-from adapters import get_adapter
-from adapters.protocol import DeferredAdapter, StreamedItems
-from adapters.registry import detect_adapter
 from instrument import logged_execution
+from instrument.adapters import get_adapter
+from instrument.adapters.protocol import DeferredAdapter, StreamedItems
+from instrument.adapters.registry import detect_adapter
 from instrument.record import ExecutionRecord, TokenUsage, ToolCall
 from instrument.testing import capture
 from tests.engines.fake_agents_model import TURN_USAGE, FakeModel, call, say

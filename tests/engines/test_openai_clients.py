@@ -14,10 +14,10 @@ from openai import AsyncOpenAI, AsyncStream, OpenAI, Stream
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 from openai.types.responses import Response
 
-from adapters import get_adapter
-from adapters.protocol import DeferredAdapter, StreamedItems
-from adapters.registry import detect_adapter
 from instrument import logged_execution
+from instrument.adapters import get_adapter
+from instrument.adapters.protocol import DeferredAdapter, StreamedItems
+from instrument.adapters.registry import detect_adapter
 from instrument.record import ExecutionRecord, TokenUsage, ToolCall
 from instrument.testing import capture
 from tests.openai_stub import TEXT_USAGE, TOOL_USAGE, StubServer, Usage
@@ -392,8 +392,8 @@ def test_adapters_do_not_import_the_sdks_for_foreign_results() -> None:
 
     done = run_python(
         "import sys\n"
-        "from adapters.registry import detect_adapter\n"
-        "from adapters.protocol import StreamedItems\n"
+        "from instrument.adapters.registry import detect_adapter\n"
+        "from instrument.adapters.protocol import StreamedItems\n"
         "for r in ({'success': True}, StreamedItems([{'a': 1}]), 'text', 3):\n"
         "    detect_adapter(r)\n"
         "print(sorted(m for m in ('openai', 'agents') if m in sys.modules))\n")

@@ -23,7 +23,7 @@ from supabase import ClientOptions, acreate_client, create_client
 from instrument.config import resolve_settings
 from instrument.errors import ConfigurationError, RecordRejected, SchemaMismatch, StoreUnavailable
 from instrument.stores import ExecutionFilter, Store, open_store
-from instrument.stores.supabase import SupabaseStore
+from instrument.stores.supabase.store import SupabaseStore
 from tests.integration.postgrest_gateway import (
     PostgrestGateway,
     bootstrap_supabase_platform,
@@ -271,7 +271,7 @@ def test_anon_sees_nothing(store: SupabaseStore, gateway: PostgrestGateway) -> N
 
 _WORKER = """
 import sys, threading
-from instrument.stores.supabase import SupabaseStore
+from instrument.stores.supabase.store import SupabaseStore
 from tests.integration.supabase_support import make_record
 
 url, key, proc = sys.argv[1], sys.argv[2], int(sys.argv[3])

@@ -41,10 +41,10 @@ def record(i: int) -> ExecutionRecord:
 
 def open_store(url: str) -> Store:
     if url.startswith("sqlite"):
-        from instrument.stores.sqlite import SQLiteStore
+        from instrument.stores.sqlite.store import SQLiteStore
 
         return SQLiteStore(url, auto_migrate=False)
-    from instrument.stores.postgres import PostgresStore
+    from instrument.stores.postgres.store import PostgresStore
 
     return PostgresStore(url, pool_max_size=THREADS)
 

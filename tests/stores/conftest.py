@@ -11,8 +11,8 @@ from uuid import UUID
 
 import pytest
 
-from instrument.stores.postgres import PostgresStore
-from instrument.stores.sqlite import SQLiteStore
+from instrument.stores.postgres.store import PostgresStore
+from instrument.stores.sqlite.store import SQLiteStore
 
 Store = SQLiteStore | PostgresStore
 

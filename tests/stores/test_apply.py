@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from instrument.stores.base import ApplyResult, ExecutionFilter
-from instrument.stores.postgres import PostgresStore
-from instrument.writers.executions import execution_row
-from instrument.writers.logs import log_row
+from instrument.stores.postgres.store import PostgresStore
+from instrument.stores.reference.executions import execution_row
+from instrument.stores.reference.logs import log_row
 from tests.stores.conftest import Store, rows
 from tests.stores.records import (
     ALL_WRITERS,

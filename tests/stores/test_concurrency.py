@@ -79,7 +79,7 @@ def test_processes_racing_to_create_a_fresh_sqlite_file(tmp_path: Path) -> None:
     for p in procs:
         _, err = p.communicate(timeout=120)
         assert p.returncode == 0, err[-3000:]
-    from instrument.stores.sqlite import SQLiteStore
+    from instrument.stores.sqlite.store import SQLiteStore
 
     store = SQLiteStore(url, auto_migrate=False)
     assert sum(s["run_count"] for s in store.agent_stats()) == PROCESSES * 50

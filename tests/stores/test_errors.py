@@ -11,8 +11,8 @@ import pytest
 from instrument.errors import ConfigurationError, RecordRejected, SchemaMismatch, StoreUnavailable
 from instrument.record import TokenUsage
 from instrument.stores import open_store
-from instrument.stores.postgres import PostgresStore
-from instrument.stores.sqlite import SQLiteStore
+from instrument.stores.postgres.store import PostgresStore
+from instrument.stores.sqlite.store import SQLiteStore
 from tests.stores.conftest import Store, execute, make_store, rows
 from tests.stores.netfakes import RefusingPostgres, TcpProxy
 from tests.stores.records import ALL_WRITERS, agentkit, mixed_run, orchestrator

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from instrument.stores import migrations
-from instrument.stores.postgres import ingest_json
+from instrument.stores.postgres.store import ingest_json
 from tests.stores.conftest import Store, make_store, rows
 from tests.stores.records import ALL_WRITERS, agentkit, orchestrator
 

@@ -10,8 +10,8 @@ import psycopg
 import pytest
 
 from instrument.stores import migrations
-from instrument.stores.postgres import PostgresStore
-from instrument.stores.sqlite import SQLiteStore
+from instrument.stores.postgres.store import PostgresStore
+from instrument.stores.sqlite.store import SQLiteStore
 
 
 def test_expected_version_is_the_newest_file() -> None:

@@ -10,7 +10,7 @@ import psycopg
 import pytest
 from psycopg.types.json import Jsonb
 
-from instrument.stores.postgres import PostgresStore, ingest_json, ingest_payload
+from instrument.stores.postgres.store import PostgresStore, ingest_json, ingest_payload
 from tests.stores.records import ALL_WRITERS, agentkit, orchestrator
 
 

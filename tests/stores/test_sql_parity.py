@@ -20,10 +20,10 @@ from instrument.record import (
     ToolCall,
     WorkflowShape,
 )
-from instrument.stores.postgres import PostgresStore
-from instrument.stores.sqlite import SQLiteStore
-from instrument.writers.executions import execution_row
-from instrument.writers.logs import log_row
+from instrument.stores.postgres.store import PostgresStore
+from instrument.stores.reference.executions import execution_row
+from instrument.stores.reference.logs import log_row
+from instrument.stores.sqlite.store import SQLiteStore
 from tests.stores.conftest import Store, rows
 
 # Postgres text cannot hold NUL; that case has its own test.

@@ -17,7 +17,17 @@ from hypothesis import given, settings
 
 from instrument import ais
 from instrument.record import ExecutionRecord, StepCounts
-from instrument.stores.sqlite import (
+from instrument.stores.reference.executions import (
+    engine_details,
+    execution_row,
+    round_ms,
+    strip_nulls_deep,
+    total_tokens,
+)
+from instrument.stores.reference.intensity import IntensityBatch, batch_aggregates
+from instrument.stores.reference.logs import credits_used, jsonb_text, log_row, run_output
+from instrument.stores.reference.stats import StatsDelta, merge_deltas, stats_delta
+from instrument.stores.sqlite.store import (
     SQLiteStore,
     _dumps,
     _encode_details,
@@ -31,16 +41,6 @@ from instrument.stores.sqlite import (
     _uuid7_text,
     _uuid7_texts,
 )
-from instrument.writers.executions import (
-    engine_details,
-    execution_row,
-    round_ms,
-    strip_nulls_deep,
-    total_tokens,
-)
-from instrument.writers.intensity import IntensityBatch, batch_aggregates
-from instrument.writers.logs import credits_used, jsonb_text, log_row, run_output
-from instrument.writers.stats import StatsDelta, merge_deltas, stats_delta
 from tests.ais.histories import records as ais_records
 from tests.ais.histories import unique_by_id
 from tests.stores.records import ALL_WRITERS

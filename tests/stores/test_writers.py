@@ -8,9 +8,9 @@ from datetime import timedelta
 import pytest
 
 from instrument.record import ExecutionResult, StepCounts, TokenUsage
-from instrument.writers.executions import execution_row, round_ms, total_tokens
-from instrument.writers.logs import credits_used, log_row, run_output, status_message
-from instrument.writers.stats import merge_deltas, stats_delta
+from instrument.stores.reference.executions import execution_row, round_ms, total_tokens
+from instrument.stores.reference.logs import credits_used, log_row, run_output, status_message
+from instrument.stores.reference.stats import merge_deltas, stats_delta
 from tests.stores.records import agentkit, mapping, orchestrator
 
 

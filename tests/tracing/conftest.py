@@ -16,7 +16,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from instrument.redact import Redactor
 from instrument.testing import Captured, capture
-from instrument.tracing import Tracing
+from instrument.tracing.spans import Tracing
 
 
 @dataclass

@@ -11,10 +11,10 @@ from hypothesis import strategies as st
 
 from instrument import logged_execution
 from instrument.config import resolve_settings
-from instrument.content import TRUNCATED, ContentEncoder
 from instrument.record import ExecutionResult
 from instrument.redact import Redactor
-from instrument.tracing import Tracing
+from instrument.tracing.content import TRUNCATED, ContentEncoder
+from instrument.tracing.spans import Tracing
 from tests.tracing.conftest import Otel, children_of
 
 SECRET = "sk-proj0123456789abcdefXYZ"

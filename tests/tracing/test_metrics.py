@@ -9,8 +9,8 @@ import pytest
 
 import instrument
 from instrument import logged_execution
-from instrument.semconv import DURATION_BUCKETS, TOKEN_USAGE_BUCKETS
-from instrument.tracing import Tracing
+from instrument.tracing.semconv import DURATION_BUCKETS, TOKEN_USAGE_BUCKETS
+from instrument.tracing.spans import Tracing
 from tests.tracing.conftest import Otel
 
 

@@ -8,7 +8,7 @@ import pytest
 from opentelemetry.sdk.trace.sampling import ParentBased, StaticSampler, TraceIdRatioBased
 
 from instrument.config import resolve_settings
-from instrument.otel_config import OtelConfig, resolve_otel
+from instrument.tracing.otel_env import OtelConfig, resolve_otel
 
 
 def otel(**environ: str) -> OtelConfig:
@@ -95,7 +95,7 @@ def test_exporter_selection_and_the_explicit_traces_argument() -> None:
 
 
 def test_unsupported_values_warn_and_fall_back(caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.WARNING, logger="instrument.otel_config"):
+    with caplog.at_level(logging.WARNING, logger="instrument.tracing.otel_env"):
         cfg = otel(OTEL_TRACES_EXPORTER="zipkin", OTEL_EXPORTER_OTLP_PROTOCOL="http/json",
                    OTEL_TRACES_SAMPLER="jaeger_remote", OTEL_EXPORTER_OTLP_TIMEOUT="soon")
     assert cfg.traces.kinds == ()

@@ -15,7 +15,7 @@ import pytest
 import instrument
 from instrument import logged_execution, runtime
 from instrument.record import ExecutionRecord
-from instrument.semconv import DURATION_BUCKETS, TOKEN_USAGE_BUCKETS
+from instrument.tracing.semconv import DURATION_BUCKETS, TOKEN_USAGE_BUCKETS
 from tests.conftest import run_python
 from tests.tracing.otlp_receiver import OtlpReceiver, attributes
 

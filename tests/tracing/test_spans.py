@@ -17,14 +17,14 @@ from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, Decision, Sampler, Samp
 from opentelemetry.trace import Link, SpanKind, StatusCode
 from opentelemetry.util.types import Attributes
 
-from adapters import StreamedItems, register_adapter
-from adapters.registry import unregister_adapter
 from instrument import current_execution, logged_execution
+from instrument.adapters import StreamedItems, register_adapter
+from instrument.adapters.registry import unregister_adapter
 from instrument.config import resolve_settings
 from instrument.record import ExecutionResult, TokenUsage
 from instrument.redact import Redactor
 from instrument.testing import capture
-from instrument.tracing import Tracing
+from instrument.tracing.spans import Tracing
 from tests.tracing.conftest import Otel, children_of
 
 SECRET = "sk-live0123456789abcdef"

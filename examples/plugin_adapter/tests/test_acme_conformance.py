@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from acme_planner_adapter import ADAPTER
 
-from adapters.conformance import Sample, check_adapter
+from instrument.adapters.conformance import Sample, check_adapter
 
 DONE = {
     "plan_id": "pl_1", "status": "done", "answer": "Booked the 9:40 train.",

@@ -1,0 +1,196 @@
+"""Applying spooled entries to a store: bisecting refused records, custom writers, replay.
+
+:class:`Deliverer` writes a list of spool entries through the store (one transaction per
+chunk), bisects a batch the store refuses until the poison record is found and quarantined,
+then runs the custom writers; :func:`replay` delivers what finished processes left in a spool
+(`instrument replay`). The live pipeline (:mod:`instrument.pipeline.worker`) drives a Deliverer from
+its worker thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from instrument.errors import RecordRejected, SchemaMismatch
+from instrument.pipeline.retry import Backoff
+from instrument.pipeline.spool import Entry, Orphan, find_orphans, quarantine, resolve_spool_dir
+from instrument.record import ExecutionRecord
+from instrument.stores.base import Store
+from instrument.writers import Writer
+
+if TYPE_CHECKING:
+    from instrument.config import Settings
+
+__all__ = ["Deliverer", "Partial", "ReplayReport", "replay"]
+
+_log = logging.getLogger(__name__)
+
+#: attempts per custom writer and batch before its failure is logged and skipped
+WRITER_ATTEMPTS = 5
+
+
+class Partial(Exception):
+    """A batch failed after its first `done` entries were delivered."""
+
+    def __init__(self, done: int, cause: BaseException) -> None:
+        super().__init__(str(cause))
+        self.done = done
+        self.cause = cause
+
+
+class Deliverer:
+    """Applies entries to the store with bisection of refused records, then custom writers."""
+
+    def __init__(self, store: Store, writers: Collection[str], custom: Sequence[Writer],
+                 spool_dir: Path | None) -> None:
+        self.store = store
+        self.writers = tuple(writers)
+        self.custom = tuple(custom)
+        self.spool_dir = spool_dir
+        self.applied = self.duplicates = self.quarantined = self.batches = 0
+        self.writer_errors = 0
+        self.latency_ms: float | None = None
+
+    def deliver(self, entries: list[Entry], on_done: Callable[[list[Entry]], None],
+                stop: threading.Event | None = None) -> None:
+        """Deliver all `entries` in order; raises :class:`Partial` on a non-record failure."""
+        done = 0
+        todo = [(0, len(entries))]
+        while todo:
+            lo, hi = todo.pop()
+            chunk = entries[lo:hi]
+            records = [e.record for e in chunk if e.record is not None]
+            if records:
+                t0 = time.perf_counter()
+                try:
+                    result = self.store.apply(records, self.writers)
+                except RecordRejected as exc:
+                    if len(records) > 1:
+                        mid = (lo + hi) // 2
+                        todo += [(mid, hi), (lo, mid)]
+                        continue
+                    self._quarantine(chunk, exc)
+                    done = hi
+                    on_done(entries[lo:hi])
+                    continue
+                except BaseException as exc:  # transient or schema: the caller retries
+                    raise Partial(done, exc) from exc
+                self.latency_ms = (time.perf_counter() - t0) * 1000
+                self.batches += 1
+                self.applied += result.applied
+                self.duplicates += result.duplicates
+                self._custom(records, stop)
+            for e in chunk:
+                if e.record is None:
+                    self._quarantine([e], None)
+            done = hi
+            on_done(chunk)
+
+    def _quarantine(self, chunk: list[Entry], exc: RecordRejected | None) -> None:
+        for e in chunk:
+            kind = type(exc).__name__ if exc is not None else "UnreadableSpoolEntry"
+            why = str(exc) if exc is not None else e.error
+            quarantine(self.spool_dir, e, kind, why, self.store.display_url)
+            self.quarantined += 1
+            _log.error(
+                "logged-execution: quarantined execution %s (%s: %s); the rest of its batch "
+                "continues. List them with instrument.pipeline.quarantined(settings).",
+                e.record.execution_id if e.record is not None else "<unreadable>", kind, why,
+            )
+
+    def _custom(self, records: list[ExecutionRecord], stop: threading.Event | None) -> None:
+        backoff = Backoff(base_s=0.05, cap_s=1.0)
+        for w in self.custom:
+            mine = [r for r in records if r.writers is None or w.name in r.writers]
+            if not mine:
+                continue
+            for attempt in range(WRITER_ATTEMPTS):
+                try:
+                    w.write(mine)
+                    break
+                except Exception:  # a user writer's failure: retried, then logged and skipped
+                    _log.warning("writer %r failed (attempt %d of %d)", w.name, attempt + 1,
+                                 WRITER_ATTEMPTS, exc_info=True)
+                    if stop is not None and stop.wait(backoff.delay(attempt)):
+                        break
+            else:
+                self.writer_errors += 1
+                _log.error("writer %r gave up on %d records after %d attempts", w.name,
+                           len(mine), WRITER_ATTEMPTS)
+
+
+
+@dataclass(frozen=True, slots=True)
+class ReplayReport:
+    """What :func:`replay` did."""
+
+    applied: int
+    duplicates: int
+    quarantined: int
+    #: records still on disk (store unreachable, or owned by a live process)
+    remaining: int
+    processes: int
+    skipped_live: int
+    error: str | None = None
+
+
+def replay(settings: Settings, progress: Callable[[int, int], None] | None = None, *,
+           store: Store | None = None, max_attempts: int = 3) -> ReplayReport:
+    """Deliver every spooled record left by finished processes (`instrument replay`).
+
+    Segments of live processes are left to them. Safe to run while other processes replay:
+    each finished process's spool is adopted under its lock by exactly one replayer.
+    """
+    directory = resolve_spool_dir(settings)
+    if directory is None or not directory.is_dir():
+        return ReplayReport(0, 0, 0, 0, 0, 0)
+    from instrument.stores import open_store
+
+    own_store = store is None
+    st = open_store(settings.database_url, settings) if store is None else store
+    deliverer = Deliverer(st, settings.writers, settings.custom_writers, directory)
+    orphans = list(find_orphans(directory))
+    owners = {p.name.split(".", 1)[0] for p in directory.glob("*.seg")}
+    skipped = len(owners - {o.owner for o in orphans})
+    total = sum(o.pending() for o in orphans)
+    done = 0
+    error: str | None = None
+    backoff = Backoff(base_s=0.2, cap_s=5.0)
+
+    def ack_for(o: Orphan) -> Callable[[list[Entry]], None]:
+        def ack(entries: list[Entry]) -> None:
+            nonlocal done
+            o.ack(entries[-1].seq, entries[-1].end)
+            done += len(entries)
+            if progress is not None:
+                progress(done, total)
+        return ack
+
+    try:
+        for o in orphans:
+            attempts = 0
+            while (entries := o.next_batch(settings.batch_size)) and error is None:
+                try:
+                    deliverer.deliver(entries, ack_for(o))
+                    attempts = 0
+                except Partial as p:
+                    attempts += 1
+                    if attempts >= max_attempts or isinstance(p.cause, SchemaMismatch):
+                        error = f"{type(p.cause).__name__}: {p.cause}"
+                    else:
+                        time.sleep(backoff.delay(attempts))
+            if error is not None:
+                break
+    finally:
+        for o in orphans:
+            o.release()
+        if own_store:
+            st.close()
+    return ReplayReport(deliverer.applied, deliverer.duplicates, deliverer.quarantined,
+                        total - done, len(orphans), skipped, error)

@@ -1,0 +1,411 @@
+"""The Supabase store: one ``instrument_ingest`` RPC per batch through the official client.
+
+Writes go through PostgREST as a single call of the Postgres function
+``instrument_ingest(records jsonb, default_writers text[]) returns jsonb`` (created by the
+Postgres migration, ``instrument schema --dialect postgres``). The function applies all four
+writers for the whole batch in one transaction and skips execution ids it has already applied,
+so a retried batch changes nothing. Reads for the CLI are plain table selects.
+
+The store needs a key that may call the function, i.e. the **service-role** key
+(``SUPABASE_SERVICE_ROLE_KEY``); the tables have row level security, and the function is not
+executable by ``anon``/``authenticated``.
+
+A ``supabase.Client`` or ``supabase.AsyncClient`` you already have can be passed as ``client=``.
+A sync client is used as is. An async client is driven from the store's own event-loop thread
+(the pipeline calls the store from a worker thread): the store reuses the client's URL, headers
+(API key, bearer token) and schema, but opens its own HTTP connections on that loop, so the
+connections your application's event loop uses are never touched from another loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import Awaitable, Callable, Collection, Coroutine, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from instrument.ais import AISConfig
+from instrument.errors import (
+    ConfigurationError,
+    RecordRejected,
+    SchemaMismatch,
+    StoreUnavailable,
+)
+from instrument.record import ExecutionRecord
+from instrument.stores.base import ApplyResult, ExecutionFilter
+
+if TYPE_CHECKING:
+    from instrument.config import Settings
+
+__all__ = ["INGEST_FUNCTION", "SupabaseStore"]
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+#: The Postgres function that applies a batch (see instrument/stores/postgres/sql/).
+INGEST_FUNCTION = "instrument_ingest"
+SCHEMA_VERSION_TABLE = "instrument_schema_version"
+
+_DEFAULT_TIMEOUT_S = 30.0
+
+_MIGRATION_HINT = (
+    "apply the logged-execution migration to your Supabase database: "
+    "`instrument schema --dialect postgres > supabase/migrations/<timestamp>_logged_execution.sql` "
+    "then `supabase db push` (or paste that SQL into the Supabase SQL editor), or run "
+    "`instrument migrate --database-url postgresql://postgres:<password>@db.<project>.supabase.co"
+    ":5432/postgres` with the direct database URL; see examples/supabase/README.md"
+)
+_KEY_HINT = (
+    "set SUPABASE_SERVICE_ROLE_KEY to the project's service-role key (Project Settings -> API); "
+    "the anon key and user tokens may not write the execution tables"
+)
+
+# PostgREST / Postgres error codes, grouped by what the pipeline should do about them.
+_SCHEMA_CODES = {"PGRST202", "PGRST204", "PGRST205", "PGRST200", "42P01", "42883", "42703",
+                 "3F000"}
+_AUTH_CODES = {"PGRST300", "PGRST301", "PGRST302", "PGRST303", "42501", "401", "403"}
+_TRANSIENT_PREFIXES = ("08", "40", "53", "57", "58", "55P03", "XX", "PGRST000", "PGRST001",
+                       "PGRST002", "PGRST003", "5")
+
+
+def _expected_schema_version() -> int:
+    """The schema version this SDK's Postgres migrations create."""
+    from instrument.stores.migrations import expected_version
+
+    return expected_version("postgres")
+
+
+class SupabaseStore:
+    """Store backed by a Supabase project (PostgREST + the SDK's Postgres migration).
+
+    Build it with :meth:`from_settings` (``configure(database_url="supabase")``) or directly:
+    ``SupabaseStore(url=..., key=...)`` or ``SupabaseStore(client=existing_client)``. No
+    connection is made until the first call. Response text is sent to the database only with
+    ``capture_content=True`` (``from_settings`` uses the content-capture setting).
+    """
+
+    dialect = "supabase"
+
+    def __init__(
+        self,
+        url: str | None = None,
+        key: str | None = None,
+        *,
+        client: Any = None,
+        schema: str = "public",
+        timeout_s: float = _DEFAULT_TIMEOUT_S,
+        capture_content: bool = False,
+    ) -> None:
+        if client is None and (not url or not key):
+            missing = [n for n, v in (("SUPABASE_URL", url),
+                                      ("SUPABASE_SERVICE_ROLE_KEY", key)) if not v]
+            raise ConfigurationError(
+                f"the Supabase store needs {' and '.join(missing)}: set "
+                "SUPABASE_URL (https://<project>.supabase.co) and SUPABASE_SERVICE_ROLE_KEY "
+                "(or SUPABASE_KEY), or pass an existing supabase client"
+            )
+        if url is not None:
+            if not url.startswith(("http://", "https://")):
+                raise ConfigurationError(
+                    f"SUPABASE_URL={url!r} is not an http(s) URL; use "
+                    "https://<project>.supabase.co"
+                )
+            # The project URL is wanted; the REST endpoint is a common copy-paste instead.
+            url = url.rstrip("/").removesuffix("/rest/v1").rstrip("/")
+        self._url = url
+        self._key = key
+        self._schema = schema
+        self._timeout_s = timeout_s
+        self._capture_content = capture_content
+        self._lock = threading.Lock()
+        self._sync_client: Any = None
+        self._owns_client = False
+        self._async_source: Any = None
+        self._async_postgrest: Any = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread: threading.Thread | None = None
+        if client is not None:
+            self._adopt(client)
+        shown = url or str(getattr(client, "supabase_url", "")).rstrip("/") or "?"
+        self.display_url = f"supabase ({shown})"
+
+    @classmethod
+    def from_settings(cls, url: str, settings: Settings | None) -> SupabaseStore:
+        """Build from ``database_url`` (``supabase`` or ``supabase://<host>``) and settings."""
+        if settings is None:
+            from instrument.config import resolve_settings
+
+            settings = resolve_settings(database_url=url)
+        project_url = settings.supabase_url
+        if url.startswith("supabase://"):
+            host = url[len("supabase://"):].strip("/")
+            if host:
+                project_url = host if host.startswith(("http://", "https://")) else (
+                    f"https://{host}")
+        return cls(url=project_url, key=settings.supabase_key,
+                   capture_content=settings is not None)
+
+    # --- clients --------------------------------------------------------------------------
+
+    def _adopt(self, client: Any) -> None:
+        try:
+            from supabase import AsyncClient, Client
+        except ImportError as exc:  # pragma: no cover - the extra is missing
+            raise ConfigurationError(
+                "the Supabase store needs the supabase package: pip install "
+                "'logged-execution[supabase]'") from exc
+        if isinstance(client, Client):
+            self._sync_client = client
+        elif isinstance(client, AsyncClient):
+            self._async_source = client
+        else:
+            raise ConfigurationError(
+                f"client={type(client).__name__} is not a supabase Client or AsyncClient "
+                "(create one with supabase.create_client or supabase.acreate_client)")
+
+    def _client(self) -> Any:
+        """The sync client, created on first use."""
+        with self._lock:
+            if self._sync_client is None:
+                try:
+                    from supabase import ClientOptions, create_client
+                except ImportError as exc:  # pragma: no cover
+                    raise ConfigurationError(
+                        "the Supabase store needs the supabase package: pip install "
+                        "'logged-execution[supabase]'") from exc
+                import httpx
+
+                assert self._url is not None
+                assert self._key is not None
+                http = httpx.Client(timeout=self._timeout_s, follow_redirects=True)
+                options = ClientOptions(
+                    schema=self._schema,
+                    auto_refresh_token=False,
+                    persist_session=False,
+                    postgrest_client_retry=False,  # the pipeline retries whole batches
+                    httpx_client=http,
+                )
+                try:
+                    self._sync_client = create_client(self._url, self._key, options=options)
+                except Exception as exc:  # the client validates URL/key; say which variable
+                    http.close()
+                    raise ConfigurationError(
+                        f"cannot create the Supabase client for {self._url!r}: {exc}; check "
+                        "SUPABASE_URL and SUPABASE_SERVICE_ROLE_KEY") from exc
+                self._owns_client = True
+            return self._sync_client
+
+    def _run_async(self, make: Callable[[Any], Awaitable[T]]) -> T:
+        """Run ``make(postgrest)`` on the store's event-loop thread and wait for it."""
+        with self._lock:
+            if self._loop is None:
+                loop = asyncio.new_event_loop()
+                thread = threading.Thread(target=loop.run_forever, daemon=True,
+                                          name="instrument-supabase-loop")
+                thread.start()
+                self._loop, self._loop_thread = loop, thread
+            loop = self._loop
+
+        async def call() -> T:
+            if self._async_postgrest is None:
+                self._async_postgrest = self._derive_async_postgrest()
+            return await make(self._async_postgrest)
+
+        future = asyncio.run_coroutine_threadsafe(call(), loop)
+        return future.result(timeout=self._timeout_s * 2)
+
+    def _derive_async_postgrest(self) -> Any:
+        import httpx
+        from postgrest import AsyncPostgrestClient
+
+        src = self._async_source
+        return AsyncPostgrestClient(
+            str(src.rest_url),
+            schema=src.options.schema,
+            headers=dict(src.options.headers),
+            http_client=httpx.AsyncClient(timeout=self._timeout_s, follow_redirects=True),
+            retry_enabled=False,
+        )
+
+    def _execute(self, build: Callable[[Any], Any]) -> Any:
+        """Build a request from the client (sync) or postgrest client (async) and run it."""
+        try:
+            if self._async_source is not None:
+                async def run(pg: Any) -> Any:
+                    coro: Coroutine[Any, Any, Any] = build(pg).execute()
+                    return await coro
+
+                return self._run_async(run)
+            return build(self._client()).execute()
+        except (ConfigurationError, StoreUnavailable, SchemaMismatch, RecordRejected):
+            raise
+        except Exception as exc:  # classify every client/transport failure for the pipeline
+            raise _classify(exc, self.display_url) from exc
+
+    # --- Store protocol -----------------------------------------------------------------
+
+    def migrate(self) -> int:
+        """PostgREST cannot run DDL: succeed only when the schema is already applied."""
+        current = self.schema_version()
+        expected = _expected_schema_version()
+        if current is not None and current >= expected:
+            return current
+        state = "is not applied" if current is None else (
+            f"is at version {current}, this SDK needs {expected}")
+        raise SchemaMismatch(
+            f"the logged-execution schema on {self.display_url} {state}, and the Supabase API "
+            f"cannot run DDL; {_MIGRATION_HINT}")
+
+    def schema_version(self) -> int | None:
+        try:
+            resp = self._execute(
+                lambda c: c.table(SCHEMA_VERSION_TABLE).select("version")
+                .order("version", desc=True).limit(1))
+        except SchemaMismatch:
+            return None
+        rows = resp.data or []
+        if not rows:
+            return None
+        return int(rows[0]["version"])
+
+    def apply(
+        self, records: Sequence[ExecutionRecord], default_writers: Collection[str]
+    ) -> ApplyResult:
+        """Apply the batch with ONE ``instrument_ingest`` call (one transaction)."""
+        if not records:
+            return ApplyResult(applied=0, duplicates=0)
+        params = {
+            "records": [self._payload(r) for r in records],
+            "default_writers": list(default_writers),
+        }
+        try:
+            resp = self._execute(lambda c: c.rpc(INGEST_FUNCTION, params))
+        except RecordRejected as exc:
+            if len(records) == 1 and exc.execution_id is None:
+                raise RecordRejected(str(exc),
+                                     execution_id=str(records[0].execution_id)) from exc
+            raise
+        return _apply_result(resp.data, len(records))
+
+    def _payload(self, record: ExecutionRecord) -> dict[str, Any]:
+        """The record as sent to ``instrument_ingest``: response text only with content capture."""
+        data = record.to_json_dict()
+        if not self._capture_content and data["result"].get("response") is not None:
+            data["result"] = {**data["result"], "response": None}
+        return data
+
+    def recent_executions(
+        self, limit: int = 20, where: ExecutionFilter | None = None
+    ) -> list[dict[str, Any]]:
+        def build(c: Any) -> Any:
+            q = c.table("agent_executions").select("*")
+            if where is not None:
+                for column in ("agent_id", "user_id", "status", "engine"):
+                    value = getattr(where, column)
+                    if value is not None:
+                        q = q.eq(column, value)
+            return q.order("started_at", desc=True).limit(limit)
+
+        return list(self._execute(build).data or [])
+
+    def agent_stats(self) -> list[dict[str, Any]]:
+        return list(self._execute(
+            lambda c: c.table("agent_stats").select("*").order("agent_id")).data or [])
+
+    def ais_config(self) -> AISConfig:
+        """The AIS configuration stored in the project (``ais_config``)."""
+        rows = self._execute(lambda c: c.table("ais_config").select("key,value")).data or []
+        return AISConfig.from_rows((r["key"], r["value"]) for r in rows)
+
+    def intensity_metrics(self, agent_id: str | None = None) -> list[dict[str, Any]]:
+        def build(c: Any) -> Any:
+            q = c.table("agent_intensity_metrics").select("*")
+            if agent_id is not None:
+                q = q.eq("agent_id", agent_id)
+            return q.order("agent_id")
+
+        return list(self._execute(build).data or [])
+
+    def close(self) -> None:
+        with self._lock:
+            client, owns = self._sync_client, self._owns_client
+            if owns:
+                self._sync_client = None
+                self._owns_client = False
+            loop, thread = self._loop, self._loop_thread
+            self._loop = self._loop_thread = None
+            pg, self._async_postgrest = self._async_postgrest, None
+        if owns and client is not None:
+            http = client.options.httpx_client
+            if http is not None:
+                http.close()
+        if loop is not None:
+            if pg is not None:
+                closing = asyncio.run_coroutine_threadsafe(pg.session.aclose(), loop)
+                try:
+                    closing.result(timeout=5)
+                except Exception:  # closing is best effort; the loop stops either way
+                    logger.debug("closing the async Supabase session failed", exc_info=True)
+            loop.call_soon_threadsafe(loop.stop)
+            if thread is not None:
+                thread.join(5)
+            if not loop.is_running():
+                loop.close()
+
+
+def _apply_result(data: Any, batch: int) -> ApplyResult:
+    """Read the function's ``{"applied": n, "duplicates": m}`` answer (tolerating variants)."""
+    if isinstance(data, list) and len(data) == 1:
+        data = data[0]
+    if isinstance(data, dict):
+        applied = data.get("applied", data.get("inserted"))
+        dup = data.get("duplicates", data.get("skipped"))
+        if isinstance(applied, int):
+            return ApplyResult(applied=applied,
+                               duplicates=dup if isinstance(dup, int) else batch - applied)
+    if isinstance(data, int):
+        return ApplyResult(applied=data, duplicates=batch - data)
+    logger.debug("unexpected %s answer %r; counting the batch as applied", INGEST_FUNCTION, data)
+    return ApplyResult(applied=batch, duplicates=0)
+
+
+def _classify(exc: Exception, where: str) -> Exception:
+    """Map a supabase/postgrest/httpx failure to StoreUnavailable/SchemaMismatch/RecordRejected."""
+    import httpx
+    from postgrest.exceptions import APIError
+
+    if isinstance(exc, httpx.TimeoutException):
+        return StoreUnavailable(f"{where} timed out ({type(exc).__name__}); the batch is retried")
+    if isinstance(exc, httpx.HTTPError):
+        return StoreUnavailable(
+            f"cannot reach {where}: {type(exc).__name__}: {exc}; check SUPABASE_URL and the "
+            "network (the batch is retried)")
+    if isinstance(exc, TimeoutError):
+        return StoreUnavailable(f"{where} did not answer in time; the batch is retried")
+    if not isinstance(exc, APIError):
+        return StoreUnavailable(f"{where} failed: {type(exc).__name__}: {exc}")
+
+    code = (exc.code or "").strip()
+    message = exc.message or ""
+    detail = f"{code + ': ' if code else ''}{message}"
+    if exc.details and isinstance(exc.details, str) and not exc.details.lstrip().startswith("<"):
+        detail += f" ({exc.details[:300]})"
+    if code in _AUTH_CODES or (not code and "api key" in message.lower()):
+        return StoreUnavailable(f"{where} refused the credentials ({detail}); {_KEY_HINT}")
+    if code in _SCHEMA_CODES:
+        return SchemaMismatch(
+            f"{where} is missing part of the logged-execution schema ({detail}); "
+            f"{_MIGRATION_HINT}")
+    if code.startswith(("22", "23")) or code == "P0001":
+        return RecordRejected(f"{where} rejected the batch ({detail}); the record is "
+                              "quarantined")
+    if code == "404":
+        return StoreUnavailable(
+            f"{where} answered 404 ({detail}); check that SUPABASE_URL is the project URL "
+            "(https://<project>.supabase.co), without /rest/v1")
+    if code.startswith(_TRANSIENT_PREFIXES):
+        return StoreUnavailable(f"{where} is unavailable ({detail}); the batch is retried")
+    # Unknown codes: keep the records (retry) rather than quarantine data we cannot judge.
+    return StoreUnavailable(f"{where} failed ({detail}); the batch is retried")

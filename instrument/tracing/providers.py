@@ -1,0 +1,205 @@
+"""Tracer and meter providers: the application's if it set them, else our own, privately.
+
+Provider policy (docs/tracing-and-jaeger.md):
+
+- If the application already set a global TracerProvider (or MeterProvider), our spans and
+  metrics go through it: its exporters, sampler and resource. We never replace it, never add
+  processors to it and never shut it down.
+- Otherwise we build our own provider from :class:`~instrument.otel_config.OtelConfig` and keep
+  it **private** (not installed as the global): the global can be set only once per process,
+  so taking it from a lazy first call would silently break an application that sets up its own
+  OpenTelemetry later. Spans that other libraries start inside an executor still become
+  children of ours whenever the application has a global SDK provider, because the decorator
+  attaches our span's context while the executor runs.
+
+Our own providers are built with ``shutdown_on_exit=False``: the SDK's own atexit hook waits up
+to 30 s on a dead collector, while :meth:`Telemetry.shutdown` is bounded by its timeout (the
+provider shutdown runs in a daemon thread that is joined with the remaining time).
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from opentelemetry import metrics, trace
+from opentelemetry.sdk.metrics import MeterProvider as SdkMeterProvider
+from opentelemetry.sdk.metrics.export import (
+    ConsoleMetricExporter,
+    MetricExporter,
+    MetricReader,
+    PeriodicExportingMetricReader,
+)
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider as SdkTracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
+from opentelemetry.sdk.version import __version__ as sdk_version
+
+from instrument.tracing.otel_env import ExporterConfig, OtelConfig
+
+__all__ = ["Telemetry", "app_meter_provider", "app_tracer_provider", "build_telemetry"]
+
+_log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class Telemetry:
+    """The providers our spans and metrics use, and which of them we own (and must stop)."""
+
+    tracer_provider: trace.TracerProvider
+    meter_provider: metrics.MeterProvider | None
+    owned_tracer_provider: SdkTracerProvider | None = None
+    owned_meter_provider: SdkMeterProvider | None = None
+    _stopped: bool = field(default=False, repr=False)
+
+    def shutdown(self, timeout_s: float) -> bool:
+        """Stop our own providers (flushing what they hold) within `timeout_s`, whatever the
+        collector does. Providers the application owns are left alone. True = all stopped."""
+        if self._stopped:
+            return True
+        self._stopped = True
+        tasks: list[Callable[[], object]] = []
+        deadline = time.monotonic() + max(0.0, timeout_s)
+        millis = max(1, int(timeout_s * 1000))
+        tp, mp = self.owned_tracer_provider, self.owned_meter_provider
+        if tp is not None:
+            tasks.append(tp.shutdown)
+        if mp is not None:
+            tasks.append(lambda: mp.shutdown(timeout_millis=millis))
+        return _run_bounded(tasks, deadline)
+
+    def force_flush(self, timeout_s: float) -> bool:
+        deadline = time.monotonic() + max(0.0, timeout_s)
+        millis = max(1, int(timeout_s * 1000))
+        tp, mp = self.owned_tracer_provider, self.owned_meter_provider
+        tasks: list[Callable[[], object]] = []
+        if tp is not None:
+            tasks.append(lambda: tp.force_flush(millis))
+        if mp is not None:
+            tasks.append(lambda: mp.force_flush(millis))
+        return _run_bounded(tasks, deadline)
+
+
+def _run_bounded(tasks: list[Callable[[], object]], deadline: float) -> bool:
+    """Run each task in its own daemon thread; wait for all until `deadline`, never longer."""
+    results: list[bool] = []
+
+    def run(task: Callable[[], object]) -> None:
+        try:
+            ok = task()
+            results.append(ok is not False)
+        except Exception:  # an exporter failing on shutdown is logged, never raised
+            _log.warning("telemetry shutdown step failed", exc_info=True)
+            results.append(False)
+
+    threads = [threading.Thread(target=run, args=(t,), name="instrument-otel-shutdown",
+                                daemon=True) for t in tasks]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(max(0.0, deadline - time.monotonic()))
+    finished = not any(t.is_alive() for t in threads)
+    if not finished:
+        _log.warning("telemetry did not shut down in time (collector unreachable?); "
+                     "unexported spans/metrics are dropped")
+    return finished and all(results)
+
+
+def app_tracer_provider() -> trace.TracerProvider | None:
+    """The global TracerProvider the application set, or None while only the proxy exists."""
+    tp = trace.get_tracer_provider()
+    return None if isinstance(tp, trace.ProxyTracerProvider) else tp
+
+
+def app_meter_provider() -> metrics.MeterProvider | None:
+    """The global MeterProvider the application set, or None while only the proxy exists."""
+    mp = metrics.get_meter_provider()
+    return None if type(mp).__name__ == "_ProxyMeterProvider" else mp
+
+
+def build_telemetry(config: OtelConfig) -> Telemetry | None:
+    """Providers for our spans and metrics, or None when OTEL_SDK_DISABLED is set."""
+    if config.disabled:
+        return None
+    resource = Resource(
+        {
+            "telemetry.sdk.language": "python",
+            "telemetry.sdk.name": "opentelemetry",
+            "telemetry.sdk.version": sdk_version,
+            **config.resource_attributes,
+        }
+    )
+    telemetry = Telemetry(tracer_provider=trace.NoOpTracerProvider(), meter_provider=None)
+    app_tp = app_tracer_provider()
+    if app_tp is not None:
+        telemetry.tracer_provider = app_tp
+        if config.traces.kinds:
+            _log.info("the application set a global TracerProvider; our spans use it and the "
+                      "OTEL_TRACES_EXPORTER / traces= setting is not applied")
+    else:
+        tp = SdkTracerProvider(sampler=config.sampler, resource=resource, shutdown_on_exit=False)
+        for exporter in _span_exporters(config.traces):
+            tp.add_span_processor(BatchSpanProcessor(
+                exporter, export_timeout_millis=config.traces.timeout_s * 1000))
+        telemetry.tracer_provider = tp
+        telemetry.owned_tracer_provider = tp
+
+    app_mp = app_meter_provider()
+    if app_mp is not None:
+        telemetry.meter_provider = app_mp
+    elif config.metrics.kinds:
+        readers: list[MetricReader] = [
+            PeriodicExportingMetricReader(
+                exporter,
+                export_interval_millis=config.metric_interval_s * 1000,
+                export_timeout_millis=config.metrics.timeout_s * 1000,
+            )
+            for exporter in _metric_exporters(config.metrics)
+        ]
+        mp = SdkMeterProvider(metric_readers=readers, resource=resource, shutdown_on_exit=False)
+        telemetry.meter_provider = mp
+        telemetry.owned_meter_provider = mp
+    return telemetry
+
+
+#: (signal, protocol) -> the OTLP exporter class, imported on first use (gRPC is heavy).
+_OTLP_EXPORTERS: dict[tuple[str, str], str] = {
+    ("traces", "grpc"): "opentelemetry.exporter.otlp.proto.grpc.trace_exporter:OTLPSpanExporter",
+    ("traces", "http/protobuf"):
+        "opentelemetry.exporter.otlp.proto.http.trace_exporter:OTLPSpanExporter",
+    ("metrics", "grpc"):
+        "opentelemetry.exporter.otlp.proto.grpc.metric_exporter:OTLPMetricExporter",
+    ("metrics", "http/protobuf"):
+        "opentelemetry.exporter.otlp.proto.http.metric_exporter:OTLPMetricExporter",
+}
+
+
+def _otlp_exporter(cfg: ExporterConfig) -> Any:
+    """The OTLP exporter for one signal, with every setting passed explicitly (so the SDK does
+    not fall back to reading the environment itself)."""
+    module, _, name = _OTLP_EXPORTERS[(cfg.signal, cfg.protocol)].partition(":")
+    cls = getattr(importlib.import_module(module), name)
+    kwargs: dict[str, Any] = {"endpoint": cfg.endpoint, "headers": dict(cfg.headers),
+                              "timeout": cfg.timeout_s}
+    if cfg.protocol == "grpc":
+        kwargs["insecure"] = cfg.insecure
+    return cls(**kwargs)
+
+
+def _span_exporters(cfg: ExporterConfig) -> list[SpanExporter]:
+    out: list[SpanExporter] = [ConsoleSpanExporter()] if "console" in cfg.kinds else []
+    if cfg.otlp:
+        out.append(_otlp_exporter(cfg))
+    return out
+
+
+def _metric_exporters(cfg: ExporterConfig) -> list[MetricExporter]:
+    out: list[MetricExporter] = [ConsoleMetricExporter()] if "console" in cfg.kinds else []
+    if cfg.otlp:
+        out.append(_otlp_exporter(cfg))
+    return out

@@ -1,0 +1,291 @@
+"""Record/context -> OpenTelemetry spans and metrics, following the GenAI conventions.
+
+The decorator calls :meth:`Tracing.start` before the executor runs (identity and the
+sampling-relevant attributes are known then) and :meth:`Tracing.finish` with the finished
+record; both calls are guarded by the caller. The span is named ``invoke_agent {agent}``, or
+``invoke_workflow {name}`` for the ``orchestrator`` engine (renamed at finish when the engine
+was auto-detected). Tool calls that carry timings become ``execute_tool {tool}`` children with
+their real start and end times. Span ending and metric recording never do I/O: exporters run
+in the SDK's background threads.
+"""
+
+from __future__ import annotations
+
+import traceback
+from datetime import datetime, timedelta
+from typing import Any
+
+from opentelemetry import metrics, trace
+from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
+from opentelemetry.trace import (
+    NonRecordingSpan,
+    Span,
+    SpanContext,
+    SpanKind,
+    Status,
+    StatusCode,
+    TraceFlags,
+)
+from opentelemetry.util.types import AttributeValue
+
+from instrument.config import Settings
+from instrument.context import ExecutionContext
+from instrument.record import ExecutionRecord, ToolCall, exception_text
+from instrument.redact import Redactor
+from instrument.tracing import semconv as sc
+from instrument.tracing.content import ContentEncoder
+from instrument.tracing.metrics import ExecutionMetrics
+from instrument.tracing.otel_env import resolve_otel
+from instrument.tracing.providers import Telemetry, build_telemetry
+
+__all__ = ["Tracing"]
+
+_WORKFLOW_ENGINES = frozenset({"orchestrator"})
+_SCOPE = "logged-execution"
+
+
+def _operation(engine: str | None) -> str:
+    return sc.OP_INVOKE_WORKFLOW if engine in _WORKFLOW_ENGINES else sc.OP_INVOKE_AGENT
+
+
+class Tracing:
+    """Builds one span (plus tool children) and one set of metric points per execution.
+
+    ``Tracing()`` uses the global providers (handy with ``instrument.testing.capture``);
+    tests pass an SDK ``TracerProvider`` with an ``InMemorySpanExporter`` and a
+    ``MeterProvider`` with an ``InMemoryMetricReader``. :meth:`from_settings` is what
+    ``configure()`` uses.
+    """
+
+    def __init__(
+        self,
+        tracer_provider: trace.TracerProvider | None = None,
+        meter_provider: metrics.MeterProvider | None = None,
+        *,
+        content_to_spans: bool = False,
+        redactor: Redactor | None = None,
+        attribute_value_limit: int | None = None,
+        telemetry: Telemetry | None = None,
+        record_spans: bool = True,
+    ) -> None:
+        self.tracer = (tracer_provider or trace.get_tracer_provider()).get_tracer(_SCOPE)
+        #: False when nothing could ever see our spans (our own provider, no exporter): spans
+        #: are then non-recording but keep real ids, so rows, current_execution() and
+        #: propagation still carry a trace id, at a fraction of the cost.
+        self.record_spans = record_spans
+        self.metrics = ExecutionMetrics(meter_provider or metrics.get_meter_provider())
+        self.redactor = redactor or Redactor()
+        #: the encoder, for records whose content may go on spans; `content` is the default
+        #: policy, which a decorator's `capture_content=` overrides per call (see finish)
+        self._encoder = ContentEncoder(self.redactor, attribute_value_limit)
+        self.content: ContentEncoder | None = self._encoder if content_to_spans else None
+        self.telemetry = telemetry
+
+    @classmethod
+    def from_settings(cls, settings: Settings, redactor: Redactor) -> Tracing | None:
+        """Providers from the application or from ``OTEL_*``; None when OTEL_SDK_DISABLED."""
+        config = resolve_otel(settings)
+        telemetry = build_telemetry(config)
+        if telemetry is None:
+            return None
+        return cls(
+            telemetry.tracer_provider,
+            telemetry.meter_provider or metrics.NoOpMeterProvider(),
+            content_to_spans=settings.content_to_spans,
+            redactor=redactor,
+            attribute_value_limit=config.attribute_value_limit,
+            telemetry=telemetry,
+            record_spans=telemetry.owned_tracer_provider is None or bool(config.traces.kinds),
+        )
+
+    # -- the two calls the decorator makes ----------------------------------------------------
+
+    def start(self, ctx: ExecutionContext) -> Span:
+        if not self.record_spans:
+            return _unrecorded_span()
+        op = _operation(ctx.engine)
+        attrs: dict[str, AttributeValue] = {
+            sc.OPERATION_NAME: op,
+            sc.EXECUTION_ID: str(ctx.execution_id),
+            sc.EXECUTION_TYPE: ctx.execution_type,
+        }
+        if op == sc.OP_INVOKE_WORKFLOW:
+            attrs[sc.WORKFLOW_NAME] = ctx.name
+        if ctx.engine is not None:
+            attrs[sc.ENGINE] = ctx.engine
+        if ctx.agent_id is not None:
+            attrs[sc.AGENT_ID] = ctx.agent_id
+        if ctx.agent_name is not None:
+            attrs[sc.AGENT_NAME] = ctx.agent_name
+        if ctx.session_id is not None:
+            attrs[sc.CONVERSATION_ID] = ctx.session_id
+        if ctx.user_id is not None:
+            attrs[sc.USER_ID] = ctx.user_id
+        label = ctx.name if op == sc.OP_INVOKE_WORKFLOW else ctx.agent_name or ctx.name
+        return self.tracer.start_span(f"{op} {label}", kind=SpanKind.INTERNAL, attributes=attrs)
+
+    def finish(self, span: Span, record: ExecutionRecord, exc: BaseException | None, *,
+               content: bool | None = None, started_engine: str | None = None) -> None:
+        """End `span` with what `record` measured. `content` overrides the configured span
+        content policy for this call (a decorator's ``capture_content=``); `started_engine`
+        is the engine of the context :meth:`start` was given (its attribute is not set twice)."""
+        encoder = self.content if content is None else (self._encoder if content else None)
+        op = _operation(record.engine)
+        self.metrics.record(record, op)
+        if not span.is_recording():
+            span.end()
+            return
+        attrs = self._attributes(record, op, known_engine=started_engine, encoder=encoder)
+        if op == sc.OP_INVOKE_WORKFLOW:  # the engine was auto-detected: name follows it
+            span.update_name(f"{op} {record.name}")
+            attrs[sc.WORKFLOW_NAME] = record.name
+        result = record.result
+        if exc is not None or not result.success:
+            error_type = (type(exc).__qualname__ if exc is not None
+                          else result.error.type if result.error is not None else sc.ERROR_OTHER)
+            attrs[sc.ERROR_TYPE] = error_type
+            message = (self.redactor.text(exception_text(exc)) if exc is not None
+                       else result.error.message if result.error is not None else "")
+            span.set_status(Status(StatusCode.ERROR, f"{error_type}: {message}"[:1024]))
+            if exc is not None:
+                self._exception_event(span, exc)
+        if len(attrs) <= 3:  # cheaper one by one: the SDK validates a dict as a whole first
+            for key, value in attrs.items():
+                span.set_attribute(key, value)
+        else:
+            span.set_attributes(attrs)
+        self._tool_spans(span, record, encoder)
+        span.end()
+
+    def shutdown(self, timeout_s: float) -> bool:
+        """Stop the exporters we own within `timeout_s`; the application's are left alone."""
+        return True if self.telemetry is None else self.telemetry.shutdown(timeout_s)
+
+    def force_flush(self, timeout_s: float) -> bool:
+        return True if self.telemetry is None else self.telemetry.force_flush(timeout_s)
+
+    # -- helpers ------------------------------------------------------------------------------
+
+    def _attributes(self, record: ExecutionRecord, op: str, *, known_engine: str | None = None,
+                    encoder: ContentEncoder | None = None) -> dict[str, AttributeValue]:
+        """The attributes known only at the end (those set at start are not set again: every
+        attribute costs a validation pass in the SDK, on the caller's thread)."""
+        result = record.result
+        extras = result.extras
+        attrs: dict[str, AttributeValue] = {sc.STATUS: record.status}
+        if op == sc.OP_INVOKE_WORKFLOW:
+            attrs[sc.OPERATION_NAME] = op
+        if record.engine != known_engine:
+            attrs[sc.ENGINE] = record.engine
+        if result.provider is not None:
+            attrs[sc.PROVIDER_NAME] = result.provider
+        model = result.model
+        request_model = extras.get("request_model") if extras else None
+        if isinstance(request_model, str):
+            attrs[sc.REQUEST_MODEL] = request_model
+        elif model is not None:
+            attrs[sc.REQUEST_MODEL] = model
+        if model is not None:
+            attrs[sc.RESPONSE_MODEL] = model
+        tokens = result.tokens
+        if tokens is not None:
+            _put(attrs, sc.USAGE_INPUT_TOKENS, tokens.input_tokens)
+            _put(attrs, sc.USAGE_OUTPUT_TOKENS, tokens.output_tokens)
+            _put(attrs, sc.USAGE_CACHE_READ_INPUT_TOKENS, tokens.cached_input_tokens)
+            _put(attrs, sc.USAGE_REASONING_OUTPUT_TOKENS, tokens.reasoning_tokens)
+        if result.iterations is not None:
+            attrs[sc.ITERATIONS] = result.iterations
+        if result.steps is not None:
+            _put(attrs, sc.STEPS_COMPLETED, result.steps.completed)
+            _put(attrs, sc.STEPS_FAILED, result.steps.failed)
+            _put(attrs, sc.STEPS_SKIPPED, result.steps.skipped)
+        if result.tool_calls is not None:
+            attrs[sc.TOOL_CALL_COUNT] = len(result.tool_calls)
+        if extras:
+            score = extras.get("intensity_score", extras.get("ais_score"))
+            if isinstance(score, (int, float)) and not isinstance(score, bool):
+                attrs[sc.INTENSITY_SCORE] = float(score)
+        if encoder is not None:
+            _put(attrs, sc.OUTPUT_MESSAGES, encoder.output_messages(result))
+            untimed = [c for c in result.tool_calls or () if _window(c) is None]
+            _put(attrs, "instrument.tool_calls.arguments",
+                 encoder.tool_arguments_list(result, untimed))
+        return attrs
+
+    def _exception_event(self, span: Span, exc: BaseException) -> None:
+        """Like ``span.record_exception`` but with the message and stack trace redacted."""
+        stack = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+        span.add_event("exception", {
+            "exception.type": f"{type(exc).__module__}.{type(exc).__qualname__}"
+            if type(exc).__module__ != "builtins" else type(exc).__qualname__,
+            "exception.message": self.redactor.text(exception_text(exc)),
+            "exception.stacktrace": self.redactor.text(stack),
+            "exception.escaped": True,
+        })
+
+    def _tool_spans(self, parent: Span, record: ExecutionRecord,
+                    encoder: ContentEncoder | None) -> None:
+        calls = record.result.tool_calls
+        if not calls:
+            return
+        parent_ctx = trace.set_span_in_context(parent)
+        for call in calls:
+            window = _window(call)
+            if window is None:
+                continue
+            start_ns, end_ns = window
+            attrs: dict[str, AttributeValue] = {
+                sc.OPERATION_NAME: sc.OP_EXECUTE_TOOL,
+                sc.TOOL_NAME: call.name,
+                sc.TOOL_TYPE: "function",
+                sc.EXECUTION_ID: str(record.execution_id),
+            }
+            _put(attrs, sc.TOOL_CALL_ID, call.call_id)
+            _put(attrs, sc.TOOL_PLUGIN, call.plugin)
+            _put(attrs, sc.TOOL_ACTION, call.action)
+            _put(attrs, sc.TOOL_ITEMS_RETURNED, call.items_returned)
+            if encoder is not None:
+                _put(attrs, sc.TOOL_CALL_ARGUMENTS, encoder.tool_arguments(record.result, call))
+            child = self.tracer.start_span(
+                f"{sc.OP_EXECUTE_TOOL} {call.name}", context=parent_ctx, kind=SpanKind.INTERNAL,
+                attributes=attrs, start_time=start_ns,
+            )
+            if call.success is False or call.error:
+                child.set_attribute(sc.ERROR_TYPE, sc.ERROR_OTHER)
+                child.set_status(Status(StatusCode.ERROR, self.redactor.text(call.error or "")))
+            child.end(end_time=end_ns)
+
+
+_ids = RandomIdGenerator()
+
+
+def _unrecorded_span() -> Span:
+    """A non-recording span with fresh ids, continuing the caller's trace when there is one."""
+    parent = trace.get_current_span().get_span_context()
+    if parent.is_valid:
+        return NonRecordingSpan(SpanContext(parent.trace_id, _ids.generate_span_id(), False,
+                                            parent.trace_flags, parent.trace_state))
+    return NonRecordingSpan(SpanContext(_ids.generate_trace_id(), _ids.generate_span_id(), False,
+                                        TraceFlags(TraceFlags.SAMPLED)))
+
+
+def _window(call: ToolCall) -> tuple[int, int] | None:
+    """(start, end) in ns since the epoch, when the tool call carries its timings."""
+    if call.started_at is None or call.duration_ms is None or call.duration_ms < 0:
+        return None
+    start: datetime = call.started_at
+    end = start + timedelta(milliseconds=call.duration_ms)
+    return _ns(start), _ns(end)
+
+
+def _ns(moment: datetime) -> int:
+    # Integer arithmetic: float timestamps lose microseconds at today's epoch values.
+    delta = moment - datetime(1970, 1, 1, tzinfo=moment.tzinfo) if moment.tzinfo else (
+        moment - datetime(1970, 1, 1))
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1_000
+
+
+def _put(attrs: dict[str, AttributeValue], key: str, value: Any) -> None:
+    if value is not None:
+        attrs[key] = value
+
