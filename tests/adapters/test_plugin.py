@@ -107,7 +107,8 @@ def test_plugins_own_conformance_test_passes(plugin_site: Path) -> None:
 def test_not_installed_means_not_found() -> None:
     # Without the plug-in on the path the name is unknown, and the error says how to add it.
     proc = subprocess.run(
-        [sys.executable, "-c", "from instrument.adapters import get_adapter; get_adapter('acme_planner')"],
+        [sys.executable, "-c",
+         "from instrument.adapters import get_adapter; get_adapter('acme_planner')"],
         capture_output=True, text=True, timeout=120, check=False, cwd=ROOT,
     )
     assert proc.returncode != 0
