@@ -15,9 +15,9 @@ from instrument.stores.reference.intensity import (
     AGGREGATE_COLUMNS,
     SCORE_COLUMNS,
     aggregates_from_row,
-    apply_sqlite,
     stored_values,
 )
+from instrument.stores.sqlite.intensity import apply_sqlite
 
 COMPARED = (*stored_values(ais.Aggregates(), None).keys(),)
 

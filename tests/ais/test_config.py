@@ -1,4 +1,5 @@
-"""AISConfig: validation names the bad value; loading from code, mapping, table rows, env."""
+"""AISConfig: validation names the bad value; loading from code, mapping, table rows, the
+INSTRUMENT_AIS_CONFIG value."""
 
 from __future__ import annotations
 
@@ -68,23 +69,29 @@ def test_valid_weight_group_replacement_is_accepted() -> None:
     assert cfg.weights["execution"] == 0.35
 
 
-def test_mapping_rows_and_env_round_trip(tmp_path: Path) -> None:
+def test_mapping_rows_and_setting_round_trip(tmp_path: Path) -> None:
     cfg = ais.AISConfig.from_mapping({"range.duration_ms": [0, 60000],
                                       "min_executions_for_score": 3})
     flat = cfg.to_mapping()
     assert ais.AISConfig.from_mapping(flat) == cfg
     assert ais.AISConfig.from_rows((k, json.dumps(v)) for k, v in flat.items()) == cfg
-    assert ais.AISConfig.from_env({}) == ais.AISConfig()
-    env = {"INSTRUMENT_AIS_CONFIG": json.dumps({"range.duration_ms": [0, 60000],
-                                                "min_executions_for_score": 3})}
-    assert ais.AISConfig.from_env(env) == cfg
+    assert ais.AISConfig.from_setting(None) == ais.AISConfig()
+    raw = json.dumps({"range.duration_ms": [0, 60000], "min_executions_for_score": 3})
+    assert ais.AISConfig.from_setting(raw) == cfg
     path = tmp_path / "ais.json"
-    path.write_text(env["INSTRUMENT_AIS_CONFIG"])
-    assert ais.AISConfig.from_env({"INSTRUMENT_AIS_CONFIG": str(path)}) == cfg
+    path.write_text(raw)
+    assert ais.AISConfig.from_setting(str(path)) == cfg
     with pytest.raises(ConfigurationError, match="INSTRUMENT_AIS_CONFIG"):
-        ais.AISConfig.from_env({"INSTRUMENT_AIS_CONFIG": "{not json"})
+        ais.AISConfig.from_setting("{not json")
     with pytest.raises(ConfigurationError, match="INSTRUMENT_AIS_CONFIG"):
-        ais.AISConfig.from_env({"INSTRUMENT_AIS_CONFIG": str(tmp_path / "missing.json")})
+        ais.AISConfig.from_setting(str(tmp_path / "missing.json"))
+    with pytest.raises(ConfigurationError, match="INSTRUMENT_AIS_CONFIG must be a JSON object"):
+        ais.AISConfig.from_setting(str(_write(tmp_path / "list.json", "[1, 2]")))
+
+
+def _write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
 
 
 def test_constructor_validates_too() -> None:

@@ -15,12 +15,11 @@ import pytest
 
 from instrument import ais
 from instrument.record import ExecutionRecord
-from instrument.stores.reference.intensity import (
-    agent_scores,
+from instrument.stores.reference.intensity import agent_scores, stored_values
+from instrument.stores.sqlite.intensity import (
     load_config_sqlite,
     save_config_sqlite,
     set_creation_score_sqlite,
-    stored_values,
 )
 from tests.ais.dbsupport import (
     COMPARED,
