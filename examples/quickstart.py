@@ -54,7 +54,7 @@ def main() -> None:
     assert instrument.flush(10.0), "records were not written in time"
 
     settings = resolve_settings()
-    store = open_store(settings.database_url, settings)
+    store = open_store(settings.database_url)
     try:
         rows = store.recent_executions(4)
         stats = {r["agent_id"]: r for r in store.agent_stats()}

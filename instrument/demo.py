@@ -22,11 +22,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from instrument.binding import literal
-from instrument.config import configure, flush, resolve_settings
+from instrument.config import resolve_settings
 from instrument.context import current_execution, execution_context
 from instrument.decorator import logged_execution
 from instrument.record import ExecutionRecord
-from instrument.stores import open_store
+from instrument.runtime import configure, flush
+from instrument.stores import SchemaAdmin, open_store
 from instrument.writers import BUILTIN_WRITERS
 
 __all__ = [
@@ -362,9 +363,10 @@ def run_demo(
     the database cannot be reached.
     """
     settings = resolve_settings(database_url=database_url)
-    store = open_store(settings.database_url, settings)
+    store = open_store(settings.database_url, supabase_url=settings.supabase_url,
+                       supabase_key=settings.supabase_key)
     try:
-        if migrate:
+        if migrate and isinstance(store, SchemaAdmin):  # every built-in store is one
             store.migrate()
     finally:
         store.close()

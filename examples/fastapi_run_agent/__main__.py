@@ -16,7 +16,7 @@ def self_check() -> None:
     from fastapi.testclient import TestClient
 
     settings = resolve_settings()
-    store = open_store(settings.database_url, settings)
+    store = open_store(settings.database_url)
     store.migrate()
     auth = {"Authorization": "Bearer user-1"}
     calls = [

@@ -18,6 +18,7 @@ from typing import Any
 
 import instrument
 from instrument import logged_execution
+from instrument.config import resolve_settings
 from instrument.stores import open_store
 
 # "supabase" = use SUPABASE_URL + SUPABASE_SERVICE_ROLE_KEY (or SUPABASE_KEY) from the environment.
@@ -61,7 +62,9 @@ def main() -> None:
     if not instrument.flush(timeout_s=10):
         raise SystemExit("records are still waiting: check SUPABASE_URL and the service-role key")
 
-    store = open_store("supabase")
+    settings = resolve_settings(database_url="supabase")
+    store = open_store("supabase", supabase_url=settings.supabase_url,
+                       supabase_key=settings.supabase_key)
     try:
         for row in store.agent_stats():
             print(f"{row['agent_id']}: {row['run_count']} runs, {row['success_count']} ok, "

@@ -10,17 +10,23 @@ from typing import Any, TypeVar
 import click
 from rich.console import Console
 
-from instrument.cli import EXIT_OK, EXIT_PROBLEM, EXIT_USAGE
+from instrument.cli.exits import EXIT_OK, EXIT_PROBLEM, EXIT_USAGE
 from instrument.config import Settings, resolve_settings
 from instrument.errors import ConfigurationError, InstrumentError, SchemaMismatch
-from instrument.stores import open_store
-from instrument.stores.base import Store
+from instrument.stores import (
+    AISConfigSource,
+    ExecutionQueries,
+    SchemaAdmin,
+    Store,
+    open_store,
+)
 
 __all__ = [
     "EXIT_OK",
     "EXIT_PROBLEM",
     "EXIT_USAGE",
     "CliError",
+    "ais_config_source",
     "console",
     "database_url_option",
     "first_line",
@@ -28,6 +34,8 @@ __all__ = [
     "open_store_for",
     "pick",
     "print_json",
+    "queries",
+    "schema_admin",
     "settings_for",
     "store_call",
 ]
@@ -86,8 +94,10 @@ def settings_for(database_url: str | None) -> Settings:
 
 @contextmanager
 def open_store_for(settings: Settings) -> Iterator[Store]:
+    """The store `settings` name (read and admin use: response text is never written)."""
     try:
-        store = open_store(settings.database_url, settings)
+        store = open_store(settings.database_url, supabase_url=settings.supabase_url,
+                           supabase_key=settings.supabase_key)
     except ConfigurationError as exc:
         raise CliError(first_line(exc), EXIT_USAGE) from None
     except ImportError as exc:
@@ -101,6 +111,35 @@ def open_store_for(settings: Settings) -> Iterator[Store]:
         # Closing a store that never connected must not mask the error being reported.
         with suppress(Exception):
             store.close()
+
+
+def _lacks(store: Store, protocol: type, methods: str, what: str) -> CliError:
+    return CliError(
+        f"the store for {store.display_url} ({type(store).__name__}) cannot {what}: it does not "
+        f"implement instrument.stores.{protocol.__name__} ({methods})", EXIT_USAGE)
+
+
+def schema_admin(store: Store) -> SchemaAdmin:
+    """`store` as a :class:`SchemaAdmin` (migrate, schema_version), or a usage error."""
+    if isinstance(store, SchemaAdmin):
+        return store
+    raise _lacks(store, SchemaAdmin, "migrate, schema_version", "create or report its schema")
+
+
+def queries(store: Store) -> ExecutionQueries:
+    """`store` as :class:`ExecutionQueries` (what `tail`, `stats`, `demo` read), or a usage
+    error."""
+    if isinstance(store, ExecutionQueries):
+        return store
+    raise _lacks(store, ExecutionQueries, "recent_executions, agent_stats, intensity_metrics",
+                 "be read back")
+
+
+def ais_config_source(store: Store) -> AISConfigSource:
+    """`store` as an :class:`AISConfigSource` (ais_config), or a usage error."""
+    if isinstance(store, AISConfigSource):
+        return store
+    raise _lacks(store, AISConfigSource, "ais_config", "report its AIS configuration")
 
 
 def _missing_schema(message: str) -> bool:

@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from instrument import config
+from instrument import runtime
 from instrument.cli.common import (
     EXIT_OK,
     EXIT_PROBLEM,
@@ -18,6 +18,8 @@ from instrument.cli.common import (
     database_url_option,
     first_line,
     open_store_for,
+    queries,
+    schema_admin,
     settings_for,
     store_call,
 )
@@ -32,7 +34,7 @@ from instrument.cli.summary import agent_summaries
 from instrument.config import Settings
 from instrument.demo import run_demo
 from instrument.errors import ConfigurationError
-from instrument.stores.base import Store
+from instrument.stores import Store
 
 __all__ = ["demo"]
 
@@ -78,7 +80,7 @@ def demo(database_url: str | None) -> int:
         raise CliError("INSTRUMENT_DISABLED is set, so nothing would be recorded; unset it to "
                        "run the demo", 2)
     with open_store_for(settings) as store:
-        store_call(store, store.migrate)
+        store_call(store, schema_admin(store).migrate)
     try:
         run = run_demo(settings.database_url, migrate=False)
     except ConfigurationError as exc:
@@ -92,22 +94,23 @@ def demo(database_url: str | None) -> int:
     for raised in run.raised:
         out.print(f"  raised to the caller (and recorded as failed): {raised}")
     if not run.flushed:
-        config.shutdown(2.0)
+        runtime.shutdown(2.0)
         raise CliError("the records were not written within 30 s; run `instrument doctor` to "
                        "see why (they wait in the spool)")
 
     ids = {str(r.execution_id) for r in run.records}
     agents = {r.agent_id for r in run.records}
     with open_store_for(settings) as store:
-        executions = [r for r in store_call(store, lambda: store.recent_executions(n + 100))
+        reader = queries(store)
+        executions = [r for r in store_call(store, lambda: reader.recent_executions(n + 100))
                       if str(r.get("id", r.get("execution_id"))) in ids]
-        stats_rows = [r for r in store_call(store, store.agent_stats) if r["agent_id"] in agents]
-        intensity = [r for r in store_call(store, lambda: store.intensity_metrics(None))
+        stats_rows = [r for r in store_call(store, reader.agent_stats) if r["agent_id"] in agents]
+        intensity = [r for r in store_call(store, lambda: reader.intensity_metrics(None))
                      if r["agent_id"] in agents]
         logs = store_call(store, lambda: _logs_rows(store, settings, ids))
     order = {str(r.execution_id): i for i, r in enumerate(run.records)}
     logs.sort(key=lambda r: order.get(str(r.get("execution_id")), len(order)))
-    config.shutdown(5.0)
+    runtime.shutdown(5.0)
 
     executions.sort(key=lambda r: str(r.get("started_at")))
     out.print()

@@ -14,18 +14,20 @@ from instrument.cli.common import (
     EXIT_OK,
     EXIT_USAGE,
     CliError,
+    ais_config_source,
     console,
     database_url_option,
     json_option,
     open_store_for,
     pick,
     print_json,
+    queries,
     settings_for,
     store_call,
 )
 from instrument.cli.render import agents_table, ais_table, executions_table
 from instrument.cli.summary import agent_summaries, dynamic_ranges
-from instrument.stores.base import ExecutionFilter, Store
+from instrument.stores import ExecutionFilter, ExecutionQueries, Store
 
 __all__ = ["stats", "tail"]
 
@@ -50,10 +52,12 @@ def stats(database_url: str | None, as_json: bool, agent_id: str | None,
     """Per-agent runs, success rate, tokens, duration and intensity (AIS) scores."""
     settings = settings_for(database_url)
     with open_store_for(settings) as store:
-        stats_rows = store_call(store, store.agent_stats)
-        intensity_rows = store_call(store, lambda: store.intensity_metrics(None))
+        reader = queries(store)
+        stats_rows = store_call(store, reader.agent_stats)
+        intensity_rows = store_call(store, lambda: reader.intensity_metrics(None))
         # re-scoring uses the database's weights, tiers and percentile, not the code's defaults
-        base = store_call(store, store.ais_config) if recompute_ranges else None
+        base = (store_call(store, ais_config_source(store).ais_config) if recompute_ranges
+                else None)
         url = store.display_url
     ranges = dynamic_ranges(intensity_rows, base) if recompute_ranges else None
     note = None
@@ -109,10 +113,10 @@ def _emit(rows: Sequence[Mapping[str, Any]], as_json: bool, *, header: bool) -> 
     console().print(table)
 
 
-def _check_filters(store: Store, where: ExecutionFilter) -> None:
+def _check_filters(store: Store, reader: ExecutionQueries, where: ExecutionFilter) -> None:
     """An empty result for an agent or engine nobody has seen is a typo: say so."""
     if where.agent_id is not None:
-        stats_rows = store_call(store, store.agent_stats)
+        stats_rows = store_call(store, reader.agent_stats)
         known = sorted({str(r["agent_id"]) for r in stats_rows if r.get("agent_id")})
         if where.agent_id not in known:
             raise _unknown_agent(where.agent_id, known)
@@ -144,9 +148,10 @@ def tail(database_url: str | None, as_json: bool, limit: int, agent_id: str | No
     settings = settings_for(database_url)
     where = ExecutionFilter(agent_id=agent_id, user_id=user_id, status=status, engine=engine)
     with open_store_for(settings) as store:
-        rows = _chronological(store_call(store, lambda: store.recent_executions(limit, where)))
+        reader = queries(store)
+        rows = _chronological(store_call(store, lambda: reader.recent_executions(limit, where)))
         if not rows and not follow:
-            _check_filters(store, where)
+            _check_filters(store, reader, where)
             if not as_json:
                 console().print(f"No executions match in {store.display_url}.")
             return EXIT_OK
@@ -159,7 +164,8 @@ def tail(database_url: str | None, as_json: bool, limit: int, agent_id: str | No
             while deadline is None or time.monotonic() < deadline:
                 time.sleep(interval if deadline is None
                            else max(0.0, min(interval, deadline - time.monotonic())))
-                batch = store_call(store, lambda: store.recent_executions(max(limit, 200), where))
+                batch = store_call(store,
+                                   lambda: reader.recent_executions(max(limit, 200), where))
                 new = [r for r in _chronological(batch) if _row_id(r) not in seen]
                 if new:
                     seen.update(_row_id(r) for r in new)

@@ -1,51 +1,62 @@
-"""Stores, selected by database URL: ``sqlite:///path``, ``postgresql://...``, ``supabase``."""
+"""Stores, selected by database URL: ``sqlite:///path``, ``postgresql://...``, ``supabase``.
+
+:func:`open_store` takes plain values (no settings object). The protocols: :class:`Store`
+(ingest, what the pipeline needs) and the optional :class:`SchemaAdmin`,
+:class:`ExecutionQueries` and :class:`AISConfigSource`, which every built-in store implements.
+"""
 
 from __future__ import annotations
 
-import re
-from typing import TYPE_CHECKING
-
 from instrument.errors import ConfigurationError
-from instrument.stores.base import ApplyResult, ExecutionFilter, Store
+from instrument.stores.base import (
+    AISConfigSource,
+    ApplyResult,
+    ExecutionFilter,
+    ExecutionQueries,
+    SchemaAdmin,
+    Store,
+)
+from instrument.urls import mask_url
 
-if TYPE_CHECKING:
-    from instrument.config import Settings
+__all__ = [
+    "AISConfigSource",
+    "ApplyResult",
+    "ExecutionFilter",
+    "ExecutionQueries",
+    "SchemaAdmin",
+    "Store",
+    "mask_url",
+    "open_store",
+]
 
-__all__ = ["ApplyResult", "ExecutionFilter", "Store", "open_store"]
 
+def open_store(url: str, *, keep_content: bool = False, supabase_url: str | None = None,
+               supabase_key: str | None = None) -> Store:
+    """Build the store for `url` without connecting (connections happen on first use).
 
-def open_store(url: str, settings: Settings | None = None) -> Store:
-    """Build the store for `url` without connecting (connections happen on first use)."""
-    # Records that reach a store through the pipeline already obey the content policy: the
-    # decorator drops the response unless the database may keep it (globally, or per executor
-    # with capture_content=). A store opened without settings keeps its own safe default.
-    capture_content = settings is not None
+    `keep_content`: store the response text records carry (every backend alike). Records
+    delivered by the pipeline already obey the content policy, so the runtime passes ``True``;
+    a store opened for anything else keeps the safe default, ``False``.
+    `supabase_url`/`supabase_key`: the project URL and service-role key, for ``supabase`` (a
+    ``supabase://<host>`` URL names the project itself).
+    """
+    # Backends are imported on demand: a process loads only the one its URL names.
     if url.startswith("sqlite:///") or url == "sqlite://:memory:":
         from instrument.stores.sqlite.store import SQLiteStore
 
-        return SQLiteStore(url, capture_content=capture_content)
+        return SQLiteStore(url, capture_content=keep_content)
     if url.startswith(("postgresql://", "postgres://")):
         from instrument.stores.postgres.store import PostgresStore
 
-        return PostgresStore(url, capture_content=capture_content)
+        return PostgresStore(url, capture_content=keep_content)
     if url == "supabase" or url.startswith("supabase://"):
-        from instrument.stores.supabase.store import SupabaseStore
+        from instrument.stores.supabase.store import SupabaseStore, project_url
 
-        return SupabaseStore.from_settings(url, settings)
+        return SupabaseStore(url=project_url(url, supabase_url), key=supabase_key,
+                             capture_content=keep_content)
     scheme = url.split(":", 1)[0] if ":" in url else url
     raise ConfigurationError(
         f"unsupported database URL scheme {scheme!r} in {mask_url(url)!r}; use "
         "'sqlite:///path.db', 'postgresql://user@host:5432/db' or 'supabase' "
         "(set INSTRUMENT_DATABASE_URL or pass configure(database_url=...))"
     )
-
-
-def mask_url(url: str) -> str:
-    """The URL with any password replaced by ``***`` (``user:pw@`` and ``?password=...``)."""
-    head, sep, tail = url.partition("://")
-    if sep and "@" in tail:
-        creds, _, rest = tail.rpartition("@")
-        if ":" in creds:
-            tail = f"{creds.split(':', 1)[0]}:***@{rest}"
-    masked = f"{head}{sep}{tail}"
-    return re.sub(r"(?i)([?&](?:password|passwd|pwd)=)[^&#]*", r"\1***", masked)

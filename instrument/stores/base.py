@@ -1,4 +1,11 @@
-"""The store contract: one transaction per batch, idempotent per execution_id."""
+"""The store contracts: a small ingest protocol, and optional admin and query protocols.
+
+:class:`Store` is all the delivery pipeline needs: one transaction per batch, idempotent per
+execution_id. Reading and administering a database are separate, optional protocols
+(:class:`SchemaAdmin`, :class:`ExecutionQueries`, :class:`AISConfigSource`) that the built-in
+stores implement and that commands check for (``isinstance``) before they use them, so a
+third-party store only needs what it is used for.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +18,14 @@ from instrument.record import ExecutionRecord
 if TYPE_CHECKING:
     from instrument.ais import AISConfig
 
-__all__ = ["ApplyResult", "ExecutionFilter", "Store"]
+__all__ = [
+    "AISConfigSource",
+    "ApplyResult",
+    "ExecutionFilter",
+    "ExecutionQueries",
+    "SchemaAdmin",
+    "Store",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,7 +46,7 @@ class ExecutionFilter:
 
 @runtime_checkable
 class Store(Protocol):
-    """A database the built-in writers target.
+    """A database the built-in writers target (what the delivery pipeline needs).
 
     ``apply`` applies, for every record, the built-in writers named in ``record.writers`` (or
     ``default_writers`` when that is ``None``) in **one transaction** for the whole batch, and
@@ -47,13 +61,29 @@ class Store(Protocol):
     #: The URL with any password masked, for messages.
     display_url: str
 
-    def migrate(self) -> int: ...
-
-    def schema_version(self) -> int | None: ...
-
     def apply(
         self, records: Sequence[ExecutionRecord], default_writers: Collection[str]
     ) -> ApplyResult: ...
+
+    def close(self) -> None: ...
+
+
+@runtime_checkable
+class SchemaAdmin(Protocol):
+    """A store whose schema can be created/upgraded (``instrument migrate``) and inspected."""
+
+    def migrate(self) -> int:
+        """Apply the missing migrations; the schema version reached."""
+        ...
+
+    def schema_version(self) -> int | None:
+        """The applied schema version, or ``None`` when the schema is not there."""
+        ...
+
+
+@runtime_checkable
+class ExecutionQueries(Protocol):
+    """A store the CLI can read back (``instrument tail``, ``stats``, ``demo``)."""
 
     def recent_executions(
         self, limit: int = 20, where: ExecutionFilter | None = None
@@ -63,8 +93,11 @@ class Store(Protocol):
 
     def intensity_metrics(self, agent_id: str | None = None) -> list[dict[str, Any]]: ...
 
-    def ais_config(self) -> AISConfig:
-        """The AIS configuration stored in the database (its ``ais_config`` table)."""
-        ...
 
-    def close(self) -> None: ...
+@runtime_checkable
+class AISConfigSource(Protocol):
+    """A store holding the AIS configuration it scores with (its ``ais_config`` table)."""
+
+    def ais_config(self) -> AISConfig:
+        """The AIS configuration stored in the database."""
+        ...

@@ -149,7 +149,7 @@ def test_stats_recompute_ranges_scores_with_the_databases_ais_config(
 
     from instrument import ais
     from instrument.cli.summary import ais_scores, dynamic_ranges
-    from instrument.stores.reference.intensity import save_config_sqlite
+    from instrument.stores.sqlite.intensity import save_config_sqlite
 
     run("demo")
     custom = ais.AISConfig.from_mapping({  # execution-heavy weights, a lower percentile

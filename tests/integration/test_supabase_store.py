@@ -22,8 +22,15 @@ from supabase import ClientOptions, acreate_client, create_client
 
 from instrument.config import resolve_settings
 from instrument.errors import ConfigurationError, RecordRejected, SchemaMismatch, StoreUnavailable
-from instrument.stores import ExecutionFilter, Store, open_store
-from instrument.stores.supabase.store import SupabaseStore
+from instrument.stores import (
+    AISConfigSource,
+    ExecutionFilter,
+    ExecutionQueries,
+    SchemaAdmin,
+    Store,
+    open_store,
+)
+from instrument.stores.supabase.store import SupabaseStore, project_url
 from tests.integration.postgrest_gateway import (
     PostgrestGateway,
     bootstrap_supabase_platform,
@@ -430,22 +437,28 @@ def test_bad_data_is_record_rejected_and_the_batch_is_atomic(
 # --- construction --------------------------------------------------------------------------
 
 
-def test_from_settings_names_the_missing_variables() -> None:
+def test_open_store_names_the_missing_supabase_values() -> None:
     with pytest.raises(ConfigurationError) as exc:
-        open_store("supabase", resolve_settings(database_url="supabase", environ={}))
+        open_store("supabase")
     assert "SUPABASE_URL" in str(exc.value)
     assert "SUPABASE_SERVICE_ROLE_KEY" in str(exc.value)
     with pytest.raises(ConfigurationError, match="SUPABASE_SERVICE_ROLE_KEY"):
-        open_store("supabase", resolve_settings(
-            database_url="supabase", environ={"SUPABASE_URL": "https://x.supabase.co"}))
+        open_store("supabase", supabase_url="https://x.supabase.co")
+    settings = resolve_settings(database_url="supabase", environ={})
+    with pytest.raises(ConfigurationError, match="SUPABASE_URL"):
+        open_store(settings.database_url, supabase_url=settings.supabase_url,
+                   supabase_key=settings.supabase_key)
 
 
-def test_from_settings_uses_the_environment(gateway: PostgrestGateway) -> None:
+def test_open_store_with_the_settings_values(gateway: PostgrestGateway) -> None:
+    """What the runtime and the CLI do: the values come from Settings (SUPABASE_KEY works)."""
     settings = resolve_settings(database_url="supabase", environ={
         "SUPABASE_URL": gateway.url, "SUPABASE_KEY": gateway.service_role_key})
-    s = open_store("supabase", settings)
+    s = open_store(settings.database_url, supabase_url=settings.supabase_url,
+                   supabase_key=settings.supabase_key)
     try:
         assert isinstance(s, Store)
+        assert all(isinstance(s, p) for p in (SchemaAdmin, ExecutionQueries, AISConfigSource))
         assert s.dialect == "supabase"
         assert gateway.url in s.display_url
         assert gateway.service_role_key not in s.display_url
@@ -454,12 +467,40 @@ def test_from_settings_uses_the_environment(gateway: PostgrestGateway) -> None:
         s.close()
 
 
+@pytest.mark.parametrize("keep_content", [False, True])
+def test_open_store_keeps_response_text_only_with_keep_content(
+    gateway: PostgrestGateway, supabase_db: str, keep_content: bool
+) -> None:
+    """As on SQLite and Postgres (tests/stores/test_apply.py): ``open_store(url)`` drops the
+    response text, ``keep_content=True`` stores it."""
+    secret = "the model's full answer"
+    values = {"supabase_url": gateway.url, "supabase_key": gateway.service_role_key}
+    s = (open_store("supabase", keep_content=True, **values) if keep_content
+         else open_store("supabase", **values))
+    rec = make_record("agent-c", response=secret)
+    try:
+        assert s.apply([rec], ("executions", "logs")).applied == 1
+    finally:
+        s.close()
+    with psycopg.connect(supabase_db) as conn:
+        logs = conn.execute("SELECT logs::text FROM agent_executions WHERE id = %s",
+                            (rec.execution_id,)).fetchone()
+        full = conn.execute("SELECT full_output::text FROM agent_logs WHERE execution_id = %s",
+                            (rec.execution_id,)).fetchone()
+    assert logs is not None
+    assert full is not None
+    assert (secret in logs[0]) is keep_content
+    assert (secret in full[0]) is keep_content
+
+
 def test_a_supabase_url_with_a_host_names_the_project() -> None:
-    settings = resolve_settings(database_url="supabase://abcd.supabase.co", environ={
-        "SUPABASE_SERVICE_ROLE_KEY": "k"})
-    s = SupabaseStore.from_settings("supabase://abcd.supabase.co", settings)
+    s = open_store("supabase://abcd.supabase.co", supabase_url="https://other.supabase.co",
+                   supabase_key="k")
     assert s.display_url == "supabase (https://abcd.supabase.co)"
     s.close()
+    assert project_url("supabase://http://localhost:54321/", None) == "http://localhost:54321"
+    assert project_url("supabase", "https://x.supabase.co") == "https://x.supabase.co"
+    assert project_url("supabase://", None) is None
     rest = SupabaseStore(url="https://abcd.supabase.co/rest/v1/", key="k")
     assert rest.display_url == "supabase (https://abcd.supabase.co)"
     with pytest.raises(ConfigurationError, match="SUPABASE_URL"):

@@ -8,10 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from instrument.stores.base import ApplyResult, ExecutionFilter
+from instrument.stores import ApplyResult, ExecutionFilter, SchemaAdmin, open_store
 from instrument.stores.postgres.store import PostgresStore
 from instrument.stores.reference.executions import execution_row
 from instrument.stores.reference.logs import log_row
+from instrument.stores.sqlite.store import SQLiteStore
 from tests.stores.conftest import Store, rows
 from tests.stores.records import (
     ALL_WRITERS,
@@ -157,6 +158,35 @@ def test_response_text_is_stored_only_with_content_capture(
     log = {r["execution_id"]: r for r in rows(captured, "agent_logs")}[str(rec.execution_id)]
     assert log["full_output"]["agentkit_metadata"]["response"] == rec.result.response
     captured.close()
+
+
+@pytest.mark.parametrize("keep_content", [False, True])
+def test_open_store_keeps_response_text_only_with_keep_content(
+        dialect: str, keep_content: bool, request: pytest.FixtureRequest, tmp_path: Path) -> None:
+    """The same on every backend: ``open_store(url)`` drops the response text a record
+    carries, ``open_store(url, keep_content=True)`` stores it (Supabase: tests/integration)."""
+    url = (f"sqlite:///{tmp_path / 'open.db'}" if dialect == "sqlite"
+           else str(request.getfixturevalue("pg_url")))
+    store = open_store(url, keep_content=True) if keep_content else open_store(url)
+    assert isinstance(store, SQLiteStore | PostgresStore)
+    assert isinstance(store, SchemaAdmin)
+    try:
+        store.migrate()
+        rec = agentkit(9)
+        secret = rec.result.response
+        assert secret
+        assert store.apply([rec], ALL_WRITERS) == ApplyResult(1, 0)
+        execution = rows(store, "agent_executions")[0]
+        log = rows(store, "agent_logs")[0]
+    finally:
+        store.close()
+    stored = json.dumps([execution["logs"], log["full_output"]], default=str)
+    if keep_content:
+        assert execution["logs"]["response"] == secret
+        assert log["full_output"]["agentkit_metadata"]["response"] == secret
+    else:
+        assert secret not in stored
+        assert "response" not in execution["logs"]
 
 
 def test_per_record_writer_subsets_are_honoured(store: Store) -> None:

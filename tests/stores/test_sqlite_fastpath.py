@@ -27,20 +27,20 @@ from instrument.stores.reference.executions import (
 from instrument.stores.reference.intensity import IntensityBatch, batch_aggregates
 from instrument.stores.reference.logs import credits_used, jsonb_text, log_row, run_output
 from instrument.stores.reference.stats import StatsDelta, merge_deltas, stats_delta
-from instrument.stores.sqlite.store import (
-    SQLiteStore,
+from instrument.stores.sqlite.ingest import (
+    PreparedBatch,
     _dumps,
     _encode_details,
     _exec_params,
     _full_output_text,
     _log_params,
     _logs_text,
-    _Prepared,
     _record_params,
     _ts,
     _uuid7_text,
     _uuid7_texts,
 )
+from instrument.stores.sqlite.store import SQLiteStore
 from tests.ais.histories import records as ais_records
 from tests.ais.histories import unique_by_id
 from tests.stores.records import ALL_WRITERS
@@ -168,7 +168,7 @@ def test_record_params_are_the_dumped_rows(rec: ExecutionRecord) -> None:
 @settings(max_examples=100, deadline=None)
 @given(st.lists(row_records(), max_size=6))
 def test_prepared_stats_deltas_are_stats_delta(recs: list[ExecutionRecord]) -> None:
-    prepared = _Prepared(recs, ALL_WRITERS, capture_content=False)
+    prepared = PreparedBatch(recs, ALL_WRITERS, capture_content=False)
     by_id = {str(r.execution_id): r for r in reversed(recs)}  # first wins
     want = [d for eid in sorted(by_id) if (d := stats_delta(by_id[eid])) is not None]
     assert list(prepared.deltas.values()) == want

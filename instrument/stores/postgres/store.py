@@ -25,6 +25,7 @@ from instrument.errors import ConfigurationError, RecordRejected, SchemaMismatch
 from instrument.record import ExecutionRecord
 from instrument.stores import migrations
 from instrument.stores.base import ApplyResult, ExecutionFilter
+from instrument.urls import mask_url
 
 if TYPE_CHECKING:
     import psycopg
@@ -106,8 +107,6 @@ class PostgresStore:
     ) -> None:
         _import_psycopg()
         from psycopg.conninfo import conninfo_to_dict
-
-        from instrument.stores import mask_url
 
         self.url = url
         self.display_url = mask_url(url)

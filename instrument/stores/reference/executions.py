@@ -1,6 +1,9 @@
-"""The ``executions`` writer: one ``agent_executions`` row per record, ``id = execution_id``.
+"""Reference row of the ``executions`` writer's effect: one ``agent_executions`` row per
+record, ``id = execution_id``.
 
-Mirrored in SQL by ``instrument_ingest`` (postgres/0001_core.sql); keep the two in step.
+The SQL must match it: ``instrument_ingest`` (postgres/0001_core.sql) computes the same row, the
+SQLite fast path (:mod:`instrument.stores.sqlite.ingest`) builds the same parameters; parity
+tests hold both to this reference. Keep them in step.
 """
 
 from __future__ import annotations

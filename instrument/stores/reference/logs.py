@@ -1,4 +1,5 @@
-"""The ``logs`` writer: one ``agent_logs`` row per record, unique on ``execution_id``.
+"""Reference row of the ``logs`` writer's effect: one ``agent_logs`` row per record, unique on
+``execution_id``.
 
 ``run_output`` is a short JSON summary *string* (the origin's format, kept for its
 dashboards), in the text form Postgres gives ``jsonb`` so every store writes the same bytes;

@@ -1,6 +1,7 @@
-"""The ``stats`` writer: per-agent counters in ``agent_stats``, applied as ``x = x + delta``.
+"""Reference delta of the ``stats`` writer's effect: per-agent counters in ``agent_stats``,
+applied as ``x = x + delta``.
 
-A record without an ``agent_id`` has no stats row to update and is skipped by this writer.
+A record without an ``agent_id`` has no stats row to update: it has no stats delta.
 Deltas of one batch are merged per agent here (SQLite) or with ``GROUP BY`` in
 ``instrument_ingest`` (Postgres); the database adds them to the stored values atomically.
 """

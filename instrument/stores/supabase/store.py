@@ -23,7 +23,7 @@ import asyncio
 import logging
 import threading
 from collections.abc import Awaitable, Callable, Collection, Coroutine, Sequence
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 from instrument.ais import AISConfig
 from instrument.errors import (
@@ -34,11 +34,9 @@ from instrument.errors import (
 )
 from instrument.record import ExecutionRecord
 from instrument.stores.base import ApplyResult, ExecutionFilter
+from instrument.stores.migrations import expected_version
 
-if TYPE_CHECKING:
-    from instrument.config import Settings
-
-__all__ = ["INGEST_FUNCTION", "SupabaseStore"]
+__all__ = ["INGEST_FUNCTION", "SupabaseStore", "project_url"]
 
 logger = logging.getLogger(__name__)
 
@@ -70,20 +68,23 @@ _TRANSIENT_PREFIXES = ("08", "40", "53", "57", "58", "55P03", "XX", "PGRST000", 
                        "PGRST002", "PGRST003", "5")
 
 
-def _expected_schema_version() -> int:
-    """The schema version this SDK's Postgres migrations create."""
-    from instrument.stores.migrations import expected_version
-
-    return expected_version("postgres")
+def project_url(database_url: str, supabase_url: str | None) -> str | None:
+    """The project URL for a ``supabase`` database URL: `supabase_url` (``SUPABASE_URL``), or
+    the host a ``supabase://<host>`` URL names (``https://`` unless it gives a scheme)."""
+    if database_url.startswith("supabase://"):
+        host = database_url[len("supabase://"):].strip("/")
+        if host:
+            return host if host.startswith(("http://", "https://")) else f"https://{host}"
+    return supabase_url
 
 
 class SupabaseStore:
     """Store backed by a Supabase project (PostgREST + the SDK's Postgres migration).
 
-    Build it with :meth:`from_settings` (``configure(database_url="supabase")``) or directly:
-    ``SupabaseStore(url=..., key=...)`` or ``SupabaseStore(client=existing_client)``. No
-    connection is made until the first call. Response text is sent to the database only with
-    ``capture_content=True`` (``from_settings`` uses the content-capture setting).
+    Build it with ``open_store("supabase", supabase_url=..., supabase_key=...)`` (what
+    ``configure(database_url="supabase")`` does) or directly: ``SupabaseStore(url=..., key=...)``
+    or ``SupabaseStore(client=existing_client)``. No connection is made until the first call.
+    Response text is sent to the database only with ``capture_content=True``.
     """
 
     dialect = "supabase"
@@ -130,22 +131,6 @@ class SupabaseStore:
             self._adopt(client)
         shown = url or str(getattr(client, "supabase_url", "")).rstrip("/") or "?"
         self.display_url = f"supabase ({shown})"
-
-    @classmethod
-    def from_settings(cls, url: str, settings: Settings | None) -> SupabaseStore:
-        """Build from ``database_url`` (``supabase`` or ``supabase://<host>``) and settings."""
-        if settings is None:
-            from instrument.config import resolve_settings
-
-            settings = resolve_settings(database_url=url)
-        project_url = settings.supabase_url
-        if url.startswith("supabase://"):
-            host = url[len("supabase://"):].strip("/")
-            if host:
-                project_url = host if host.startswith(("http://", "https://")) else (
-                    f"https://{host}")
-        return cls(url=project_url, key=settings.supabase_key,
-                   capture_content=settings is not None)
 
     # --- clients --------------------------------------------------------------------------
 
@@ -249,7 +234,7 @@ class SupabaseStore:
     def migrate(self) -> int:
         """PostgREST cannot run DDL: succeed only when the schema is already applied."""
         current = self.schema_version()
-        expected = _expected_schema_version()
+        expected = expected_version("postgres")
         if current is not None and current >= expected:
             return current
         state = "is not applied" if current is None else (
