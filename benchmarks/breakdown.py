@@ -21,7 +21,7 @@ import instrument
 from benchmarks.common import interleaved, timed
 from benchmarks.overhead import _provider
 from instrument import runtime
-from instrument.pipeline.worker import NullPipeline
+from instrument.pipeline import NullPipeline
 
 
 def run(*, rounds: int = 15, calls: int = 2000, print_table: bool = True) -> dict[str, float]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 import socket
 import urllib.parse
-from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import click
@@ -20,13 +20,17 @@ from instrument.cli.common import (
     json_option,
     open_store_for,
     print_json,
+    schema_admin,
     settings_for,
     store_call,
 )
 from instrument.cli.render import checks_table
-from instrument.config import Settings, describe
+from instrument.config import Settings, describe, spool_dir_for
+from instrument.pipeline.quarantine import QUARANTINE_FILE, quarantined
+from instrument.pipeline.spool import backlog
 from instrument.stores import mask_url
 from instrument.stores.base import Store
+from instrument.tracing.otel_env import resolve_otel
 
 __all__ = ["doctor", "run_checks"]
 
@@ -52,7 +56,7 @@ def _expected_version(dialect: str) -> int | None:
 def _store_checks(store: Store, url_flag: str) -> list[Check]:
     migrate = f"instrument migrate{url_flag}"
     try:
-        version = store_call(store, store.schema_version)
+        version = store_call(store, schema_admin(store).schema_version)
     except CliError as exc:
         msg = str(exc)
         if "instrument migrate" in msg:  # reachable, but the schema is missing or broken
@@ -99,9 +103,8 @@ def _tcp_reachable(endpoint: str, default_port: int, timeout_s: float = 2.0) -> 
 
 
 def _otlp_check(settings: Settings) -> Check:
-    from instrument.tracing.otel_env import resolve_otel
-
-    cfg = resolve_otel(settings)
+    cfg = resolve_otel(settings.environ, traces=settings.traces,
+                       service_name=settings.service_name)
     if cfg.disabled:
         return _check("otlp", "skip", "OTEL_SDK_DISABLED=true: no spans are exported")
     traces = cfg.traces
@@ -120,39 +123,34 @@ def _otlp_check(settings: Settings) -> Check:
                   "OTEL_EXPORTER_OTLP_ENDPOINT")
 
 
-def _spool_checks(settings: Settings, url_flag: str) -> list[Check]:
-    from instrument.pipeline import spool
-
-    directory = spool.resolve_spool_dir(settings)
-    if directory is None:
+def _spool_checks(spool_dir: Path | None, url_flag: str) -> list[Check]:
+    if spool_dir is None:
         return [_check("spool", "warn", "the spool is off: undelivered records are lost when "
                        "the process exits", "set INSTRUMENT_SPOOL_DIR (or remove `off`)")]
-    backlog: Callable[..., Any] | None = getattr(spool, "backlog", None)
-    if backlog is not None:
-        pending = int(backlog(settings))
-        what = f"{pending} record(s) waiting"
-    else:
-        files, size = spool.spool_usage(directory)
-        pending = size
-        what = f"{files} segment file(s), {size:,} bytes"
+    pending = backlog(spool_dir)
     checks = [
-        _check("spool", "warn", f"{directory}: {what}", f"run `instrument replay{url_flag}` "
-               "once the database is reachable") if pending
-        else _check("spool", "ok", f"{directory}: empty")
+        _check("spool", "warn", f"{spool_dir}: {pending} record(s) waiting",
+               f"run `instrument replay{url_flag}` once the database is reachable") if pending
+        else _check("spool", "ok", f"{spool_dir}: empty")
     ]
-    bad = spool.quarantined(settings)
+    bad = quarantined(spool_dir)
     if bad:
         kinds = sorted({q.error_type for q in bad})
         checks.append(_check(
             "quarantine", "fail",
             f"{len(bad)} record(s) refused by the store ({', '.join(kinds)}): "
             f"{first_line(Exception(bad[-1].error))}",
-            f"read {directory / spool.QUARANTINE_FILE}, fix the cause (often `instrument "
+            f"read {spool_dir / QUARANTINE_FILE}, fix the cause (often `instrument "
             f"migrate{url_flag}`), then replay them or delete the file",
         ))
     else:
         checks.append(_check("quarantine", "ok", "no quarantined records"))
     return checks
+
+
+def _spool_dir(settings: Settings) -> Path | None:
+    """The spool directory in use, defaults resolved."""
+    return spool_dir_for(settings.spool_dir, settings.database_url, settings.supabase_url)
 
 
 def run_checks(settings: Settings, database_url: str | None) -> list[Check]:
@@ -161,7 +159,7 @@ def run_checks(settings: Settings, database_url: str | None) -> list[Check]:
     with open_store_for(settings) as store:
         checks = _store_checks(store, url_flag)
     checks.append(_otlp_check(settings))
-    checks.extend(_spool_checks(settings, url_flag))
+    checks.extend(_spool_checks(_spool_dir(settings), url_flag))
     return checks
 
 
@@ -178,9 +176,7 @@ def doctor(database_url: str | None, as_json: bool) -> int:
     failed = [c for c in checks if c["status"] == "fail"]
     shown = describe(settings)
     shown["database_url"] = mask_url(settings.database_url)
-    from instrument.pipeline.spool import resolve_spool_dir
-
-    spool_dir = resolve_spool_dir(settings)  # the directory in use, defaults resolved
+    spool_dir = _spool_dir(settings)
     shown["spool_dir"] = str(spool_dir) if spool_dir is not None else "off"
     if as_json:
         print_json({"ok": not failed, "settings": shown, "checks": checks})

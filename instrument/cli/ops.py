@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable
+from contextlib import suppress
 from typing import Any
 
 import click
@@ -12,15 +13,18 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from instrument.cli.common import (
     EXIT_OK,
     EXIT_PROBLEM,
-    EXIT_USAGE,
     CliError,
     console,
     database_url_option,
     first_line,
     open_store_for,
+    schema_admin,
     settings_for,
     store_call,
 )
+from instrument.config import spool_dir_for
+from instrument.pipeline import replay as replay_spool
+from instrument.stores import open_store
 
 __all__ = ["migrate", "replay", "schema"]
 
@@ -39,8 +43,9 @@ def migrate(database_url: str | None) -> int:
     """Create the schema, or upgrade it to this SDK's version. Safe to run again."""
     settings = settings_for(database_url)
     with open_store_for(settings) as store:
-        before = store_call(store, store.schema_version)
-        after = store_call(store, store.migrate)
+        admin = schema_admin(store)
+        before = store_call(store, admin.schema_version)
+        after = store_call(store, admin.migrate)
         url = store.display_url
     out = console()
     if before == after:
@@ -74,14 +79,9 @@ def replay(database_url: str | None) -> int:
     or the store refused some: see `instrument doctor`).
     """
     settings = settings_for(database_url)
-    from instrument.pipeline import worker as pipeline
-
-    run: Callable[..., Any] | None = getattr(pipeline, "replay", None)
-    if run is None:
-        raise CliError("this installation's instrument.pipeline has no replay(); upgrade "
-                       "logged-execution", EXIT_USAGE)
     with open_store_for(settings) as store:  # validates the URL scheme before any work
         url = store.display_url
+    spool_dir = spool_dir_for(settings.spool_dir, settings.database_url, settings.supabase_url)
     out = console()
     columns = (TextColumn("[progress.description]{task.description}"), BarColumn(),
                MofNCompleteColumn(), TimeElapsedColumn())
@@ -91,36 +91,32 @@ def replay(database_url: str | None) -> int:
         def progress(done: int, total: int | None) -> None:
             bar.update(task, completed=done, total=total)
 
+        # the records obey the content policy already (as in the live pipeline's store)
+        store = open_store(settings.database_url, keep_content=True,
+                           supabase_url=settings.supabase_url,
+                           supabase_key=settings.supabase_key)
         try:
-            result = run(settings, progress)
+            result = replay_spool(store, spool_dir=spool_dir, writers=settings.writers,
+                                  custom_writers=settings.custom_writers,
+                                  batch_size=settings.batch_size, progress=progress)
         except Exception as exc:  # the spool's and the store's errors: one line, exit 1
             raise CliError(f"replay stopped: {first_line(exc)}; fix it (see `instrument "
                            "doctor`), then run `instrument replay` again") from None
-    delivered = _field(result, "delivered", "applied")
-    dupes = _field(result, "duplicates")
-    left = _field(result, "remaining", "left")
-    bad = _field(result, "quarantined")
-    live = _field(result, "skipped_live")
-    out.print(f"Delivered {delivered or 0} record(s) to {url}"
-              + (f" ({dupes} already there)" if dupes else "")
-              + (f"; {bad} quarantined (see `instrument doctor`)" if bad else "")
+        finally:
+            with suppress(Exception):  # closing must not mask the error being reported
+                store.close()
+    left = result.remaining
+    out.print(f"Delivered {result.applied} record(s) to {url}"
+              + (f" ({result.duplicates} already there)" if result.duplicates else "")
+              + (f"; {result.quarantined} quarantined (see `instrument doctor`)"
+                 if result.quarantined else "")
               + (f"; {left} still waiting" if left else "")
-              + (f"; left {live} running process(es) to deliver their own" if live else "")
+              + (f"; left {result.skipped_live} running process(es) to deliver their own"
+                 if result.skipped_live else "")
               + ".")
-    error = getattr(result, "error", None)
-    if left or error:
-        why = f" ({error})" if error else ""
-        click.echo(f"error: {left or 0} record(s) still in the spool{why}; check the database "
+    if left or result.error:
+        why = f" ({result.error})" if result.error else ""
+        click.echo(f"error: {left} record(s) still in the spool{why}; check the database "
                    "with `instrument doctor`, then run `instrument replay` again", err=True)
         return EXIT_PROBLEM
     return EXIT_OK
-
-
-def _field(result: Any, *names: str) -> int | None:
-    for n in names:
-        v = result.get(n) if isinstance(result, dict) else getattr(result, n, None)
-        if v is not None:
-            return int(v)
-    if isinstance(result, int) and names[0] in ("delivered", "applied"):
-        return result
-    return None

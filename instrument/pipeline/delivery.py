@@ -3,8 +3,8 @@
 :class:`Deliverer` writes a list of spool entries through the store (one transaction per
 chunk), bisects a batch the store refuses until the poison record is found and quarantined,
 then runs the custom writers; :func:`replay` delivers what finished processes left in a spool
-(`instrument replay`). The live pipeline (:mod:`instrument.pipeline.worker`) drives a Deliverer from
-its worker thread.
+(`instrument replay`). The live pipeline (:mod:`instrument.pipeline.worker`) drives a Deliverer
+from its worker thread.
 """
 
 from __future__ import annotations
@@ -15,17 +15,15 @@ import time
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from instrument.errors import RecordRejected, SchemaMismatch
+from instrument.pipeline.orphans import Orphan, find_orphans
+from instrument.pipeline.quarantine import quarantine
 from instrument.pipeline.retry import Backoff
-from instrument.pipeline.spool import Entry, Orphan, find_orphans, quarantine, resolve_spool_dir
+from instrument.pipeline.spool import Entry
 from instrument.record import ExecutionRecord
 from instrument.stores.base import Store
 from instrument.writers import Writer
-
-if TYPE_CHECKING:
-    from instrument.config import Settings
 
 __all__ = ["Deliverer", "Partial", "ReplayReport", "replay"]
 
@@ -100,7 +98,8 @@ class Deliverer:
             self.quarantined += 1
             _log.error(
                 "logged-execution: quarantined execution %s (%s: %s); the rest of its batch "
-                "continues. List them with instrument.pipeline.quarantined(settings).",
+                "continues. List them with `instrument doctor` or "
+                "instrument.pipeline.quarantined(spool_dir).",
                 e.record.execution_id if e.record is not None else "<unreadable>", kind, why,
             )
 
@@ -125,7 +124,6 @@ class Deliverer:
                            len(mine), WRITER_ATTEMPTS)
 
 
-
 @dataclass(frozen=True, slots=True)
 class ReplayReport:
     """What :func:`replay` did."""
@@ -140,21 +138,26 @@ class ReplayReport:
     error: str | None = None
 
 
-def replay(settings: Settings, progress: Callable[[int, int], None] | None = None, *,
-           store: Store | None = None, max_attempts: int = 3) -> ReplayReport:
-    """Deliver every spooled record left by finished processes (`instrument replay`).
+def replay(
+    store: Store,
+    *,
+    spool_dir: Path | None,
+    writers: Collection[str],
+    custom_writers: Sequence[Writer] = (),
+    batch_size: int = 500,
+    progress: Callable[[int, int], None] | None = None,
+    max_attempts: int = 3,
+) -> ReplayReport:
+    """Deliver every record finished processes left in `spool_dir` (`instrument replay`).
 
     Segments of live processes are left to them. Safe to run while other processes replay:
-    each finished process's spool is adopted under its lock by exactly one replayer.
+    each finished process's spool is adopted under its lock by exactly one replayer. The
+    caller opens and closes `store`; `progress(done, total)` follows each delivered batch.
     """
-    directory = resolve_spool_dir(settings)
+    directory = spool_dir
     if directory is None or not directory.is_dir():
         return ReplayReport(0, 0, 0, 0, 0, 0)
-    from instrument.stores import open_store
-
-    own_store = store is None
-    st = open_store(settings.database_url, settings) if store is None else store
-    deliverer = Deliverer(st, settings.writers, settings.custom_writers, directory)
+    deliverer = Deliverer(store, writers, custom_writers, directory)
     orphans = list(find_orphans(directory))
     owners = {p.name.split(".", 1)[0] for p in directory.glob("*.seg")}
     skipped = len(owners - {o.owner for o in orphans})
@@ -175,7 +178,7 @@ def replay(settings: Settings, progress: Callable[[int, int], None] | None = Non
     try:
         for o in orphans:
             attempts = 0
-            while (entries := o.next_batch(settings.batch_size)) and error is None:
+            while (entries := o.next_batch(batch_size)) and error is None:
                 try:
                     deliverer.deliver(entries, ack_for(o))
                     attempts = 0
@@ -190,7 +193,5 @@ def replay(settings: Settings, progress: Callable[[int, int], None] | None = Non
     finally:
         for o in orphans:
             o.release()
-        if own_store:
-            st.close()
     return ReplayReport(deliverer.applied, deliverer.duplicates, deliverer.quarantined,
                         total - done, len(orphans), skipped, error)

@@ -1,13 +1,15 @@
-"""Exponential backoff with jitter, and a circuit breaker per store."""
+"""Exponential backoff with jitter, and a circuit breaker per store (and waiting on it)."""
 
 from __future__ import annotations
 
 import random
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
-__all__ = ["Backoff", "CircuitBreaker"]
+__all__ = ["Backoff", "BreakerStopped", "CircuitBreaker", "wait_for_breaker"]
 
 
 @dataclass(slots=True)
@@ -84,3 +86,30 @@ class CircuitBreaker:
         """Allow one attempt now (flush() asks for it: a serverless request is ending)."""
         if self.state != "closed":
             self.opened_until = 0.0
+
+
+class BreakerStopped(Exception):
+    """The pipeline is shutting down while a batch is still undelivered (it stays spooled)."""
+
+
+def wait_for_breaker(breaker: CircuitBreaker, *, stop: threading.Event, probe: threading.Event,
+                     flushing: Callable[[], bool]) -> None:
+    """Block until `breaker` allows an attempt; raise :class:`BreakerStopped` once `stop` is set.
+
+    While ``flushing()`` (a serverless request is ending), `probe` set means "try now": the
+    breaker is forced to let one attempt through, and the wait is at most 0.5 s at a time.
+    Otherwise a set `probe` only cuts one wait short and is cleared.
+    """
+    while not breaker.allow():
+        if stop.is_set():
+            raise BreakerStopped
+        if probe.is_set() and flushing():
+            probe.clear()
+            breaker.force_probe()
+            continue
+        wait = breaker.wait_s()
+        if flushing():
+            wait = min(wait, 0.5)
+        probe.wait(wait)
+        if probe.is_set() and not flushing() and not stop.is_set():
+            probe.clear()

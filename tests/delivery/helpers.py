@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from instrument.record import ExecutionRecord, ExecutionResult, TokenUsage
 
 if TYPE_CHECKING:
-    from instrument.pipeline.worker import DeliveryPipeline
+    from instrument.pipeline import DeliveryPipeline, ReplayReport
 
 
 def make_record(agent_id: str = "agent-1", execution_id: uuid.UUID | None = None
@@ -43,8 +43,8 @@ def locked(path: str) -> Iterator[None]:
 
 def file_pipeline(db: str, spool: Path | None, **kw: object) -> DeliveryPipeline:
     """A fast-ticking pipeline over the fault-injection SQLite store (executions writer)."""
+    from instrument.pipeline import DeliveryPipeline
     from instrument.pipeline.retry import Backoff
-    from instrument.pipeline.worker import DeliveryPipeline
     from tests.delivery.faultstore import FileStore
 
     opts: dict[str, object] = {"batch_size": 100, "flush_interval_s": 0.02,
@@ -52,6 +52,20 @@ def file_pipeline(db: str, spool: Path | None, **kw: object) -> DeliveryPipeline
     opts.update(kw)
     return DeliveryPipeline(FileStore(db), writers=("executions",), spool_dir=spool,
                             store_factory=lambda: FileStore(db), **opts)  # type: ignore[arg-type]
+
+
+def replay_spool(url: str, spool: Path | str) -> ReplayReport:
+    """Replay `spool` into the store at `url` with the default writers, as `instrument replay`
+    does (the store is opened and closed here)."""
+    from instrument.pipeline import replay
+    from instrument.stores import open_store
+    from instrument.writers import BUILTIN_WRITERS
+
+    store = open_store(url, keep_content=True)
+    try:
+        return replay(store, spool_dir=Path(spool), writers=BUILTIN_WRITERS)
+    finally:
+        store.close()
 
 
 def filling_disk(short_at: int, keep: int) -> Callable[[int, bytes, int], int]:

@@ -12,10 +12,11 @@ import pytest
 
 from instrument.config import resolve_settings
 from instrument.errors import ConfigurationError
-from instrument.pipeline.worker import DeliveryPipeline, replay
+from instrument.pipeline import DeliveryPipeline
+from instrument.pipeline import segments as segments_mod
 from tests.delivery.effects import effects
 from tests.delivery.faultstore import rows
-from tests.delivery.helpers import file_pipeline, filling_disk, locked, make_record
+from tests.delivery.helpers import file_pipeline, filling_disk, locked, make_record, replay_spool
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -130,7 +131,7 @@ def test_kill_9_after_the_interval_loses_nothing(pg_url: str, tmp_path: Path) ->
     proc.kill()
     proc.wait()
     assert proc.returncode == -9
-    report = replay(resolve_settings(database_url=pg_url, spool_dir=spool, environ={}))
+    report = replay_spool(pg_url, spool)
     assert report.error is None
     assert report.remaining == 0
     ids, logs, runs = effects(pg_url)
@@ -146,11 +147,10 @@ def _lines(n: int) -> list[bytes]:
 
 def test_append_many_matches_single_appends_across_rotations(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from instrument.pipeline import spool as spool_mod
-
-    monkeypatch.setattr(spool_mod, "SEGMENT_MAX_BYTES", 2_000)
+    monkeypatch.setattr(segments_mod, "SEGMENT_MAX_BYTES", 2_000)
     lines = _lines(120)
-    one, many = spool_mod.SegmentWriter(tmp_path / "a"), spool_mod.SegmentWriter(tmp_path / "b")
+    one = segments_mod.SegmentWriter(tmp_path / "a")
+    many = segments_mod.SegmentWriter(tmp_path / "b")
     singles = [one.append(line) for line in lines]
     batched = many.append_many(lines[:7]) + many.append_many(lines[7:])
     assert batched == singles
@@ -161,12 +161,10 @@ def test_append_many_matches_single_appends_across_rotations(
 
 def test_append_many_survives_a_write_failing_part_way(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from instrument.pipeline import spool as spool_mod
-
-    w = spool_mod.SegmentWriter(tmp_path / "s", mapped=False)  # the pwrite path
+    w = segments_mod.SegmentWriter(tmp_path / "s", mapped=False)  # the pwrite path
     lines = _lines(40)
     # the batch write: a short write of 1,500 bytes, then the disk is full
-    monkeypatch.setattr(spool_mod.os, "pwrite", filling_disk(short_at=1, keep=1500))
+    monkeypatch.setattr(segments_mod.os, "pwrite", filling_disk(short_at=1, keep=1500))
     got = w.append_many(lines)
     monkeypatch.undo()
     assert len(got) == len(lines)

@@ -15,8 +15,7 @@ import pytest
 
 import instrument
 from instrument import logged_execution, runtime
-from instrument.config import resolve_settings
-from instrument.pipeline.worker import DeliveryPipeline, quarantined
+from instrument.pipeline import DeliveryPipeline, quarantined
 from instrument.record import ExecutionResult, TokenUsage
 from tests.delivery.effects import effects
 from tests.delivery.proxy import TcpProxy
@@ -110,7 +109,7 @@ def test_poison_record_is_quarantined_while_its_batch_lands(store_url: str, tmp_
     assert len(ids) == 39
     assert logs == 39
     assert runs == 39
-    q = quarantined(resolve_settings(database_url=store_url, spool_dir=spool, environ={}))
+    q = quarantined(spool)
     assert len(q) == 1
     assert q[0].error_type == "RecordRejected"
     assert q[0].record is not None

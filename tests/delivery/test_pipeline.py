@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from instrument.config import resolve_settings
-from instrument.pipeline.spool import quarantined, resolve_spool_dir
-from instrument.pipeline.worker import replay
+from instrument.config import resolve_settings, spool_dir_for
+from instrument.pipeline import quarantined, replay
+from instrument.pipeline import segments as segments_mod
+from instrument.pipeline.spool import backlog
 from tests.delivery.faultstore import FileStore, rows
 from tests.delivery.helpers import file_pipeline, locked, make_record
 
@@ -79,7 +80,7 @@ def test_poison_record_is_quarantined_and_the_rest_of_its_batch_lands(
     ids, _ = rows(db)
     assert len(ids) == 63
     assert str(poison.execution_id) not in ids
-    q = quarantined(resolve_settings(spool_dir=spool, environ={}))
+    q = quarantined(spool)
     assert [x.execution_id for x in q] == [str(poison.execution_id)]
     assert "CHECK constraint" in q[0].error
     assert q[0].error_type == "RecordRejected"
@@ -112,18 +113,16 @@ def test_unacknowledged_records_are_replayed_by_the_next_process(db: str, tmp_pa
         assert p.shutdown(0.3) is False  # bounded; records stay on disk
     p._thread.join(5)  # the worker releases the spool right after (on a loaded machine: later)
     assert list(spool.glob("*.seg"))
-    settings = resolve_settings(database_url=f"sqlite:///{db}", spool_dir=spool,
-                                writers=["executions"], environ={})
     seen: list[tuple[int, int]] = []
-    report = replay(settings, lambda done, total: seen.append((done, total)),
-                    store=FileStore(db))
+    report = replay(FileStore(db), spool_dir=spool, writers=["executions"],
+                    progress=lambda done, total: seen.append((done, total)))
     assert report.applied == 500
     assert report.remaining == 0
     assert report.error is None
     assert seen[-1] == (500, 500)
     assert sorted(rows(db)[0]) == sorted(str(r.execution_id) for r in recs)
     assert list(spool.glob("*.seg")) == []
-    again = replay(settings, store=FileStore(db))
+    again = replay(FileStore(db), spool_dir=spool, writers=["executions"])
     assert again.applied == 0
     assert again.processes == 0
 
@@ -159,42 +158,45 @@ def test_spool_off_drops_are_counted_and_reported(db: str) -> None:
 
 
 def test_spool_dir_defaults() -> None:
-    s = resolve_settings(database_url="sqlite:////tmp/x/app.db", environ={})
-    assert resolve_spool_dir(s) == Path("/tmp/x/app.db.spool")
-    assert resolve_spool_dir(resolve_settings(database_url="sqlite://:memory:", environ={})) is None
-    off = resolve_settings(database_url="sqlite:////tmp/a.db", spool_dir="off", environ={})
-    assert resolve_spool_dir(off) is None
-    pg = resolve_spool_dir(resolve_settings(database_url="postgresql://u:pw@h/db", environ={}))
+    assert spool_dir_for(None, "sqlite:////tmp/x/app.db", None) == Path("/tmp/x/app.db.spool")
+    assert spool_dir_for(None, "sqlite://:memory:", None) is None
+    assert spool_dir_for(None, "sqlite:///:memory:", None) is None
+    assert spool_dir_for("off", "sqlite:////tmp/a.db", None) is None
+    assert spool_dir_for("~/q", "sqlite:////tmp/a.db", None) == Path("~/q").expanduser()
+    pg = spool_dir_for(None, "postgresql://u:pw@h/db", None)
     assert pg is not None
     assert ".cache/logged-execution/spool" in str(pg)
-    a, b = (resolve_spool_dir(resolve_settings(database_url="supabase", environ={
-        "SUPABASE_URL": f"https://{name}.supabase.co", "SUPABASE_KEY": "k"})) for name in "ab")
+    assert pg == spool_dir_for(None, "postgresql://u:other@h/db", None)  # keyed by masked URL
+    assert pg != spool_dir_for(None, "postgresql://u:pw@h/db2", None)
+    a, b = (spool_dir_for(None, "supabase", f"https://{name}.supabase.co") for name in "ab")
     assert a != b  # two projects never share a queue
 
 
-def test_backlog_counts_unacknowledged_records(db: str, tmp_path: Path) -> None:
-    from instrument.pipeline.spool import backlog
+def test_spool_dir_comes_from_the_settings_the_runtime_resolves() -> None:
+    s = resolve_settings(database_url="sqlite:////tmp/x/app.db", environ={
+        "INSTRUMENT_SPOOL_DIR": "/tmp/elsewhere"})
+    assert spool_dir_for(s.spool_dir, s.database_url, s.supabase_url) == Path("/tmp/elsewhere")
 
+
+def test_backlog_counts_unacknowledged_records(db: str, tmp_path: Path) -> None:
     spool = tmp_path / "spool"
-    settings = resolve_settings(database_url=f"sqlite:///{db}", spool_dir=spool, environ={})
-    assert backlog(settings) == 0
+    assert backlog(spool) == 0
+    assert backlog(None) == 0
     p = _pipeline(db, spool)
     with locked(db):
         for _ in range(120):
             p.submit(make_record())
-        assert backlog(settings) == 120
+        assert backlog(spool) == 120
         p.shutdown(0.2)
     p._thread.join(5)
-    assert backlog(settings) == 120
-    replay(settings, store=FileStore(db))
-    assert backlog(settings) == 0
+    assert backlog(spool) == 120
+    replay(FileStore(db), spool_dir=spool, writers=["executions"])
+    assert backlog(spool) == 0
 
 
 def test_spilled_records_are_read_back_across_segment_rotation(
         db: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from instrument.pipeline import spool as spool_mod
-
-    monkeypatch.setattr(spool_mod, "SEGMENT_MAX_BYTES", 4000)  # ~4 records per segment
+    monkeypatch.setattr(segments_mod, "SEGMENT_MAX_BYTES", 4000)  # ~4 records per segment
     spool = tmp_path / "spool"
     p = _pipeline(db, spool, queue_size=10, batch_size=7)
     recs = [make_record() for _ in range(300)]
@@ -217,10 +219,8 @@ def test_spilled_records_are_read_back_across_segment_rotation(
 
 def test_a_healthy_process_keeps_little_on_disk(
         db: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from instrument.pipeline import spool as spool_mod
-
-    monkeypatch.setattr(spool_mod, "SEGMENT_RECYCLE_BYTES", 20_000)
-    monkeypatch.setattr(spool_mod, "MAP_WINDOW_BYTES", 16_384)  # the reserved window, scaled
+    monkeypatch.setattr(segments_mod, "SEGMENT_RECYCLE_BYTES", 20_000)
+    monkeypatch.setattr(segments_mod, "MAP_WINDOW_BYTES", 16_384)  # the reserved window, scaled
     spool = tmp_path / "spool"
     p = _pipeline(db, spool)
     for _ in range(20):

@@ -11,9 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from instrument.config import resolve_settings
-from instrument.pipeline.worker import replay
 from tests.delivery.effects import effects
+from tests.delivery.helpers import replay_spool
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -50,8 +49,7 @@ def test_kill_9_mid_batch_repeatedly_then_replay(store_url: str, tmp_path: Path)
         proc.kill()  # SIGKILL: no atexit, no flush, whatever batch was in flight
         proc.wait()
         assert proc.returncode == -9
-    settings = resolve_settings(database_url=store_url, spool_dir=spool, environ={})
-    report = replay(settings)
+    report = replay_spool(store_url, spool)
     assert report.error is None
     assert report.remaining == 0
     ids, logs, runs = effects(store_url)
@@ -139,8 +137,7 @@ def test_preloaded_fork_workers_deliver(store_url: str, tmp_path: Path) -> None:
     assert len(started) == 170
     # the worker that died without cleanup left its records in the spool; the next process
     # on that spool (here: replay, as `instrument replay` would) delivers them
-    settings = resolve_settings(database_url=store_url, spool_dir=tmp_path / "spool", environ={})
-    report = replay(settings)
+    report = replay_spool(store_url, tmp_path / "spool")
     assert report.error is None
     ids = _wait_rows(store_url, 170)
     assert sorted(ids) == sorted(started)
@@ -151,9 +148,8 @@ def test_preloaded_fork_workers_deliver(store_url: str, tmp_path: Path) -> None:
 
 REPLAYER = """
 import json
-from instrument.config import resolve_settings
-from instrument.pipeline.worker import replay
-r = replay(resolve_settings(database_url=URL, spool_dir=SPOOL, environ={}))
+from tests.delivery.helpers import replay_spool
+r = replay_spool(URL, SPOOL)
 print(json.dumps({"applied": r.applied, "duplicates": r.duplicates, "error": r.error}))
 """
 

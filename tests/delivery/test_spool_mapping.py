@@ -11,9 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from instrument.config import resolve_settings
+from instrument.pipeline import segments as segments_mod
 from instrument.pipeline import spool as spool_mod
-from instrument.pipeline.spool import SegmentWriter, find_orphans, read_entries
+from instrument.pipeline.orphans import find_orphans
+from instrument.pipeline.segments import SegmentWriter
+from instrument.pipeline.spool import read_entries
 from tests.delivery.helpers import filling_disk, make_record
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -28,7 +30,7 @@ def _no_syscalls(monkeypatch: pytest.MonkeyPatch) -> None:
         raise AssertionError("the call path made a system call")
 
     for name in ("write", "pwrite", "posix_fallocate", "ftruncate", "fsync"):
-        monkeypatch.setattr(spool_mod.os, name, refuse)
+        monkeypatch.setattr(segments_mod.os, name, refuse)
 
 
 def test_appends_within_a_window_make_no_system_call(
@@ -47,8 +49,8 @@ def test_appends_within_a_window_make_no_system_call(
 
 def test_mapped_and_pwrite_segments_are_byte_identical_once_sealed(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(spool_mod, "SEGMENT_MAX_BYTES", 20_000)
-    monkeypatch.setattr(spool_mod, "MAP_WINDOW_BYTES", 4096)  # many windows per segment
+    monkeypatch.setattr(segments_mod, "SEGMENT_MAX_BYTES", 20_000)
+    monkeypatch.setattr(segments_mod, "MAP_WINDOW_BYTES", 4096)  # many windows per segment
     lines = _lines(200)
     mapped, plain = SegmentWriter(tmp_path / "m"), SegmentWriter(tmp_path / "p", mapped=False)
     got = [mapped.append(x) for x in lines]
@@ -69,9 +71,9 @@ def test_a_full_disk_falls_back_to_pwrite_and_then_reports_the_error(
 
     w = SegmentWriter(tmp_path / "s")
     lines = _lines(5)
-    monkeypatch.setattr(spool_mod.os, "posix_fallocate", no_space)
+    monkeypatch.setattr(segments_mod.os, "posix_fallocate", no_space)
     assert w.append(lines[0]) == (0, len(lines[0]))  # no window: written with pwrite
-    monkeypatch.setattr(spool_mod.os, "pwrite", no_space)
+    monkeypatch.setattr(segments_mod.os, "pwrite", no_space)
     with pytest.raises(OSError, match="No space"):
         w.append(lines[1])  # the pipeline keeps such a record in memory (test_outage)
     monkeypatch.undo()
@@ -89,7 +91,8 @@ def test_a_dead_writers_tail_is_skipped_and_its_torn_line_quarantined(tmp_path: 
 import os, sys
 sys.path.insert(0, {str(ROOT)!r})
 from pathlib import Path
-from instrument.pipeline.spool import SegmentWriter, encode
+from instrument.pipeline.segments import SegmentWriter
+from instrument.pipeline.spool import encode
 from tests.delivery.helpers import filling_disk, make_record
 w = SegmentWriter(Path({str(spool)!r}))
 for _ in range(30):
@@ -102,7 +105,7 @@ os._exit(0)
     (seg,) = spool.glob("*.seg")
     data = seg.read_bytes()
     assert data.endswith(b"\0" * 1000)  # the tail the dead writer never truncated
-    assert spool_mod.backlog(resolve_settings(spool_dir=str(spool))) == 30
+    assert spool_mod.backlog(spool) == 30
     orphan = next(find_orphans(spool))
     assert orphan.pending() == 30
     entries = orphan.next_batch(1000)
@@ -152,7 +155,7 @@ def test_a_line_torn_by_a_full_disk_seals_its_segment_at_the_real_size(
     w = SegmentWriter(tmp_path / "s", mapped=False)
     lines = _lines(3)
     # the second line: a short write of 10 bytes, then the disk is full
-    monkeypatch.setattr(spool_mod.os, "pwrite", filling_disk(short_at=2, keep=10))
+    monkeypatch.setattr(segments_mod.os, "pwrite", filling_disk(short_at=2, keep=10))
     assert w.append(lines[0]) == (0, len(lines[0]))
     with pytest.raises(OSError, match="full"):
         w.append(lines[1])
@@ -169,7 +172,7 @@ def test_a_line_torn_by_a_full_disk_seals_its_segment_at_the_real_size(
 
 def test_without_posix_fallocate_the_segment_is_written_with_pwrite(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delattr(spool_mod.os, "posix_fallocate")  # as on macOS
+    monkeypatch.delattr(segments_mod.os, "posix_fallocate")  # as on macOS
     w = SegmentWriter(tmp_path / "s")
     lines = _lines(20)
     positions = [w.append(x) for x in lines]

@@ -1,0 +1,218 @@
+"""The worker thread's side of the delivery pipeline: batch, deliver with retries, acknowledge.
+
+The worker takes this process's records in batches (from memory, or read back from the spool
+once the in-memory queue spilled), writes each batch through a
+:class:`~instrument.pipeline.delivery.Deliverer` behind the circuit breaker, acknowledges it in
+the spool, and in between delivers what finished processes left (their segments, adopted by
+:class:`~instrument.pipeline.orphans.Adopter`).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from pathlib import Path
+
+from instrument.errors import SchemaMismatch
+from instrument.pipeline.base import PipelineStats
+from instrument.pipeline.delivery import Deliverer, Partial
+from instrument.pipeline.orphans import Adopter
+from instrument.pipeline.retry import BreakerStopped, CircuitBreaker, wait_for_breaker
+from instrument.pipeline.segments import SegmentWriter
+from instrument.pipeline.spool import Entry
+from instrument.record import ExecutionRecord
+from instrument.stores.base import Store
+
+__all__ = ["DeliveryLoop", "RateLimitedLog"]
+
+_log = logging.getLogger(__name__)
+
+_SCHEMA_RETRY_S = 30.0
+_LOUD_EVERY_S = 60.0
+
+
+class RateLimitedLog:
+    """Rate-limited logging per message key."""
+
+    def __init__(self, every_s: float = _LOUD_EVERY_S) -> None:
+        self.every_s = every_s
+        self._last: dict[str, float] = {}
+
+    def log(self, level: int, key: str, msg: str, *args: object, exc: bool = False) -> None:
+        now = time.monotonic()
+        if now - self._last.get(key, -1e9) < self.every_s:
+            return
+        self._last[key] = now
+        _log.log(level, msg, *args, exc_info=exc)
+
+
+class DeliveryLoop:
+    """The worker thread of :class:`~instrument.pipeline.worker.DeliveryPipeline` (a mixin).
+
+    The pipeline owns the state below (built in its ``_init_state``); the call path fills
+    ``_mem`` (or spills to the spool) under ``_lock`` and counts ``_submitted``; this thread
+    alone counts ``_done``.
+    """
+
+    batch_size: int
+    flush_interval_s: float
+    queue_size: int
+    spool_dir: Path | None
+    _store: Store
+    _lock: threading.Lock  # the submit lock
+    _mem: deque[tuple[int, int, ExecutionRecord]]
+    _spilling: bool
+    _mem_limit: int
+    #: where spilled records are read back from: (segment seq, byte offset)
+    _read_pos: tuple[int, int]
+    _writer: SegmentWriter | None
+    _adopter: Adopter | None
+    _submitted: int
+    _done: int
+    _retries: int
+    _flushing: int
+    _closed: bool
+    _cv: threading.Condition
+    _kick: threading.Event
+    _probe: threading.Event
+    _stop: threading.Event
+    _loud: RateLimitedLog
+    _breaker: CircuitBreaker
+    _deliverer: Deliverer
+    _cleanup: Callable[[], None]
+    stats: Callable[[], PipelineStats]
+
+    def _run(self) -> None:
+        next_log = time.monotonic() + 60.0
+        busy = False
+        try:
+            while True:
+                if not busy:  # let a partial batch fill up for one interval (or until kicked)
+                    self._kick.wait(self.flush_interval_s)
+                    self._kick.clear()
+                busy = False
+                while batch := self._take():
+                    self._deliver(batch, self._ack_own)
+                    if not self._more_ready():
+                        break
+                if self._stop.is_set():
+                    break
+                adopter = self._adopter  # finished processes' records, once ours are out
+                if adopter is not None and (entries := adopter.next_batch(self.batch_size)):
+                    self._deliver(entries, adopter.ack)
+                    busy = True
+                if time.monotonic() >= next_log:
+                    next_log = time.monotonic() + 60.0
+                    self._log_stats()
+        except BreakerStopped:
+            pass
+        except Exception:  # a bug in the worker must not kill delivery silently
+            _log.exception("logged-execution: the delivery worker crashed; records stay spooled")
+        finally:
+            if self._closed:
+                self._cleanup()
+
+    def _more_ready(self) -> bool:
+        """Deliver another batch right away (else wait for the next one to fill)?"""
+        return (len(self._mem) >= self.batch_size or self._spilling or self._flushing > 0
+                or self._stop.is_set())
+
+    def _log_stats(self) -> None:
+        s = self.stats()
+        level = logging.INFO if (s.spool_records or s.dropped or s.quarantined) else logging.DEBUG
+        _log.log(level, "logged-execution delivery: %s", s.as_dict())
+
+    def _take(self) -> list[Entry]:
+        """The next batch of this process's records: from memory, else spilled from disk."""
+        while True:
+            with self._lock:
+                if self._mem:
+                    popleft = self._mem.popleft
+                    items = [popleft() for _ in range(min(self.batch_size, len(self._mem)))]
+                else:
+                    items = []
+                if items:
+                    last = max((i for i in items if i[0] >= 0), default=None,
+                               key=lambda i: (i[0], i[1]))
+                    if last is not None:
+                        self._read_pos = (last[0], last[1])
+                    break
+                w = self._writer
+                if not self._spilling or w is None:
+                    return []
+                seq, off = self._read_pos
+                if seq == w.seq and off >= w.size:
+                    self._spilling = False  # caught up: new records go through memory again
+                    return []
+                stop = w.size if seq == w.seq else w.sealed.get(seq, 0)
+                if off >= stop:  # the end of a sealed segment
+                    self._read_pos = (seq + 1, 0)
+                    continue
+            # read outside the lock: submitters never wait for our disk reads
+            entries, new_off = w.read(seq, off, self.batch_size, stop)
+            if not entries and new_off >= off and seq < w.seq:
+                self._read_pos = (seq + 1, 0)  # a torn tail of a sealed segment: skip it
+                continue
+            self._read_pos = (seq, new_off)
+            return entries
+        return [Entry(s, e, r) for s, e, r in items]
+
+    def _ack_own(self, entries: list[Entry]) -> None:
+        ends: dict[int, int] = {}
+        n = 0
+        for e in entries:
+            n += 1
+            if e.seq >= 0:
+                ends[e.seq] = max(ends.get(e.seq, 0), e.end)
+        w = self._writer
+        if w is not None:
+            for seq, end in ends.items():
+                w.ack(seq, end)
+        if w is not None and self._done + n == self._submitted:
+            # caught up: start a fresh segment instead of growing this one, and delete the
+            # old one *before* waking flush(), so a flushed pipeline has nothing stale on disk
+            with self._lock:
+                sealed = w.recycle() if self._done + n == self._submitted else None
+            if sealed is not None:
+                w.ack(*sealed)
+        with self._cv:  # only this worker thread writes _done
+            self._done += n
+            self._cv.notify_all()
+
+    def _deliver(self, entries: list[Entry], ack: Callable[[list[Entry]], None]) -> None:
+        if self._writer is not None:
+            self._writer.sync()
+        while entries:
+            wait_for_breaker(self._breaker, stop=self._stop, probe=self._probe,
+                             flushing=self._is_flushing)
+            try:
+                self._deliverer.deliver(entries, ack, self._stop)
+            except Partial as p:
+                entries = entries[p.done:]
+                self._retries += 1
+                if self._writer is not None:
+                    self._mem_limit = min(self.queue_size, self.batch_size)
+                if isinstance(p.cause, SchemaMismatch):
+                    delay = self._breaker.failure(min_delay_s=_SCHEMA_RETRY_S)
+                    self._loud.log(logging.ERROR, "schema", "logged-execution: %s: %s. Run "
+                                   "`instrument migrate` against it; %d records wait in the "
+                                   "spool %s (next try in %.0fs)", self._store.display_url,
+                                   p.cause, self._submitted - self._done, self.spool_dir, delay)
+                else:
+                    delay = self._breaker.failure()
+                    self._loud.log(logging.WARNING, "transient", "logged-execution: writing to "
+                                   "%s failed (%s: %s); retrying in %.1fs; %d records wait in "
+                                   "the spool", self._store.display_url, type(p.cause).__name__,
+                                   p.cause, delay, self._submitted - self._done)
+                self._loud.log(logging.INFO, "stats", "logged-execution delivery: %s",
+                               self.stats().as_dict())
+                continue
+            self._breaker.success()
+            self._mem_limit = self.queue_size
+            return
+
+    def _is_flushing(self) -> bool:
+        return self._flushing > 0
