@@ -92,7 +92,7 @@ def capture(
     rt = runtime.Runtime(
         settings=settings,
         pipeline=_MemoryPipeline(captured, settings.custom_writers),
-        tracing=tracing if tracing is not None else Tracing(),
+        tracing=tracing if tracing is not None else Tracing(pipeline_stats=runtime.pipeline_stats),
         redactor=Redactor(settings.redact_patterns),
     )
     runtime.swap(rt)

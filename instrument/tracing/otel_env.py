@@ -1,9 +1,9 @@
 """The standard ``OTEL_*`` variables, resolved into one plain description of what to build.
 
-Pure: reads only through :func:`instrument.config.env` (the documented table) and the explicit
-:class:`~instrument.config.Settings`. Invalid values are logged and replaced by their default,
-as the OpenTelemetry specification asks of SDKs ("warn and ignore"); a bad tracing setting
-never stops database records.
+Pure: reads the mapping it is given, only through :func:`instrument.config.env` (the documented
+table), plus the two values ``configure()`` resolved (``traces``, ``service_name``). Invalid
+values are logged and replaced by their default, as the OpenTelemetry specification asks of
+SDKs ("warn and ignore"); a bad tracing setting never stops database records.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from opentelemetry.sdk.trace.sampling import (
     TraceIdRatioBased,
 )
 
-from instrument.config import Settings, env, env_flag
+from instrument.config import env, env_flag
 from instrument.errors import ConfigurationError
 
 __all__ = ["ExporterConfig", "OtelConfig", "Protocol", "Signal", "resolve_otel"]
@@ -62,7 +62,7 @@ class ExporterConfig:
 
 @dataclass(frozen=True, slots=True)
 class OtelConfig:
-    """Everything the telemetry builder needs, resolved from Settings + ``OTEL_*``."""
+    """Everything the telemetry builder needs, resolved from the settings + ``OTEL_*``."""
 
     disabled: bool
     traces: ExporterConfig
@@ -74,8 +74,12 @@ class OtelConfig:
     attribute_value_limit: int | None
 
 
-def resolve_otel(settings: Settings) -> OtelConfig:
-    environ = settings.environ
+def resolve_otel(environ: Mapping[str, str], *, traces: str | None, service_name: str | None
+                 ) -> OtelConfig:
+    """``OTEL_*`` from `environ` (the mapping the settings were resolved from). `traces` is the
+    resolved traces exporter (None: ``OTEL_TRACES_EXPORTER``, then our default); `service_name`
+    the resolved service name (None: ``service.name`` of ``OTEL_RESOURCE_ATTRIBUTES``, then
+    ``unknown_service``)."""
     try:
         disabled = bool(env_flag("OTEL_SDK_DISABLED", environ))
     except ConfigurationError as exc:
@@ -83,10 +87,10 @@ def resolve_otel(settings: Settings) -> OtelConfig:
         disabled = False
     return OtelConfig(
         disabled=disabled,
-        traces=_exporter("traces", environ, explicit=settings.traces),
+        traces=_exporter("traces", environ, explicit=traces),
         metrics=_exporter("metrics", environ, explicit=None),
         sampler=_sampler(environ),
-        resource_attributes=_resource(settings, environ),
+        resource_attributes=_resource(service_name, environ),
         metric_interval_s=(_millis("OTEL_METRIC_EXPORT_INTERVAL", environ)
                            or _DEFAULT_METRIC_INTERVAL_MS) / 1000,
         attribute_value_limit=_attribute_limit(environ),
@@ -199,10 +203,10 @@ def _sampler(environ: Mapping[str, str]) -> Sampler:
     return found
 
 
-def _resource(settings: Settings, environ: Mapping[str, str]) -> dict[str, str]:
+def _resource(service_name: str | None, environ: Mapping[str, str]) -> dict[str, str]:
     attrs = _kv(env("OTEL_RESOURCE_ATTRIBUTES", environ))
-    # OTEL_SERVICE_NAME (already in settings.service_name, after the explicit argument) wins.
-    attrs["service.name"] = settings.service_name or attrs.get("service.name") or "unknown_service"
+    # OTEL_SERVICE_NAME (already in the resolved service_name, after the explicit argument) wins.
+    attrs["service.name"] = service_name or attrs.get("service.name") or "unknown_service"
     return attrs
 
 

@@ -28,14 +28,13 @@ from opentelemetry.trace import (
 )
 from opentelemetry.util.types import AttributeValue
 
-from instrument.config import Settings
 from instrument.context import ExecutionContext
 from instrument.record import ExecutionRecord, ToolCall, exception_text
 from instrument.redact import Redactor
 from instrument.tracing import semconv as sc
 from instrument.tracing.content import ContentEncoder
-from instrument.tracing.metrics import ExecutionMetrics
-from instrument.tracing.otel_env import resolve_otel
+from instrument.tracing.metrics import ExecutionMetrics, PipelineStatsSource
+from instrument.tracing.otel_env import OtelConfig
 from instrument.tracing.providers import Telemetry, build_telemetry
 
 __all__ = ["Tracing"]
@@ -53,8 +52,9 @@ class Tracing:
 
     ``Tracing()`` uses the global providers (handy with ``instrument.testing.capture``);
     tests pass an SDK ``TracerProvider`` with an ``InMemorySpanExporter`` and a
-    ``MeterProvider`` with an ``InMemoryMetricReader``. :meth:`from_settings` is what
-    ``configure()`` uses.
+    ``MeterProvider`` with an ``InMemoryMetricReader``. :meth:`from_config` is what
+    ``configure()`` uses. `pipeline_stats` feeds the pipeline-health observables (see
+    :mod:`instrument.tracing.metrics`); without it they observe nothing.
     """
 
     def __init__(
@@ -67,13 +67,15 @@ class Tracing:
         attribute_value_limit: int | None = None,
         telemetry: Telemetry | None = None,
         record_spans: bool = True,
+        pipeline_stats: PipelineStatsSource | None = None,
     ) -> None:
         self.tracer = (tracer_provider or trace.get_tracer_provider()).get_tracer(_SCOPE)
         #: False when nothing could ever see our spans (our own provider, no exporter): spans
         #: are then non-recording but keep real ids, so rows, current_execution() and
         #: propagation still carry a trace id, at a fraction of the cost.
         self.record_spans = record_spans
-        self.metrics = ExecutionMetrics(meter_provider or metrics.get_meter_provider())
+        self.metrics = ExecutionMetrics(meter_provider or metrics.get_meter_provider(),
+                                        pipeline_stats)
         self.redactor = redactor or Redactor()
         #: the encoder, for records whose content may go on spans; `content` is the default
         #: policy, which a decorator's `capture_content=` overrides per call (see finish)
@@ -82,20 +84,22 @@ class Tracing:
         self.telemetry = telemetry
 
     @classmethod
-    def from_settings(cls, settings: Settings, redactor: Redactor) -> Tracing | None:
-        """Providers from the application or from ``OTEL_*``; None when OTEL_SDK_DISABLED."""
-        config = resolve_otel(settings)
+    def from_config(cls, config: OtelConfig, *, content_to_spans: bool, redactor: Redactor,
+                    pipeline_stats: PipelineStatsSource | None) -> Tracing | None:
+        """Providers from the application or from `config` (``OTEL_*``, see
+        :func:`~instrument.tracing.otel_env.resolve_otel`); None when OTEL_SDK_DISABLED."""
         telemetry = build_telemetry(config)
         if telemetry is None:
             return None
         return cls(
             telemetry.tracer_provider,
             telemetry.meter_provider or metrics.NoOpMeterProvider(),
-            content_to_spans=settings.content_to_spans,
+            content_to_spans=content_to_spans,
             redactor=redactor,
             attribute_value_limit=config.attribute_value_limit,
             telemetry=telemetry,
             record_spans=telemetry.owned_tracer_provider is None or bool(config.traces.kinds),
+            pipeline_stats=pipeline_stats,
         )
 
     # -- the two calls the decorator makes ----------------------------------------------------

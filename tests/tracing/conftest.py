@@ -14,8 +14,10 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from instrument.config import Settings
 from instrument.redact import Redactor
 from instrument.testing import Captured, capture
+from instrument.tracing.otel_env import resolve_otel
 from instrument.tracing.spans import Tracing
 
 
@@ -73,6 +75,14 @@ def otel() -> Iterator[Otel]:
     yield Otel(exporter, reader, tp, mp)
     tp.shutdown()
     mp.shutdown()
+
+
+def tracing_for(settings: Settings) -> Tracing | None:
+    """The Tracing configure() builds for `settings` (runtime.build's tracing step)."""
+    return Tracing.from_config(
+        resolve_otel(settings.environ, traces=settings.traces, service_name=settings.service_name),
+        content_to_spans=settings.content_to_spans, redactor=Redactor(settings.redact_patterns),
+        pipeline_stats=None)
 
 
 def children_of(spans: list[ReadableSpan], parent: ReadableSpan) -> list[ReadableSpan]:

@@ -14,8 +14,7 @@ from instrument.config import resolve_settings
 from instrument.record import ExecutionResult
 from instrument.redact import Redactor
 from instrument.tracing.content import TRUNCATED, ContentEncoder
-from instrument.tracing.spans import Tracing
-from tests.tracing.conftest import Otel, children_of
+from tests.tracing.conftest import Otel, children_of, tracing_for
 
 SECRET = "sk-proj0123456789abcdefXYZ"
 T0 = dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.UTC).isoformat()
@@ -125,7 +124,7 @@ def test_policy_spans_only_reaches_the_span(otel: Otel) -> None:
 
 def test_from_settings_follows_the_content_policy() -> None:
     def spans_on(**environ: str) -> bool:
-        tracing = Tracing.from_settings(resolve_settings(environ=environ), Redactor())
+        tracing = tracing_for(resolve_settings(environ=environ))
         assert tracing is not None
         return tracing.content is not None
 
@@ -140,9 +139,8 @@ def test_from_settings_follows_the_content_policy() -> None:
 
 
 def test_attribute_value_limit_from_the_environment_bounds_content() -> None:
-    tracing = Tracing.from_settings(resolve_settings(environ={
-        "INSTRUMENT_CAPTURE_CONTENT": "true", "OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT": "120"}),
-        Redactor())
+    tracing = tracing_for(resolve_settings(environ={
+        "INSTRUMENT_CAPTURE_CONTENT": "true", "OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT": "120"}))
     assert tracing is not None
     assert tracing.content is not None
     assert tracing.content.limit == 120

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 import instrument
-from instrument import logged_execution
+from instrument import logged_execution, runtime
+from instrument.config import resolve_settings
+from instrument.pipeline import NullPipeline, PipelineStats
+from instrument.redact import Redactor
 from instrument.tracing.semconv import DURATION_BUCKETS, TOKEN_USAGE_BUCKETS
 from instrument.tracing.spans import Tracing
 from tests.tracing.conftest import Otel
@@ -81,7 +85,8 @@ def test_pipeline_health_is_observed_from_the_live_pipeline(otel: Otel, tmp_path
                          spool_dir=str(tmp_path / "spool"))
     run("A")
     assert instrument.flush(10)
-    Tracing(otel.tracer_provider, otel.meter_provider)  # registers the observables
+    # registers the observables, reading what configure() hands its own Tracing
+    Tracing(otel.tracer_provider, otel.meter_provider, pipeline_stats=runtime.pipeline_stats)
     names = {
         "instrument.pipeline.queue.depth", "instrument.pipeline.spool.size",
         "instrument.pipeline.spool.usage", "instrument.pipeline.retries",
@@ -98,5 +103,58 @@ def test_pipeline_health_is_observed_from_the_live_pipeline(otel: Otel, tmp_path
 
 
 def test_pipeline_health_observes_nothing_without_a_live_runtime(otel: Otel) -> None:
-    Tracing(otel.tracer_provider, otel.meter_provider)
+    Tracing(otel.tracer_provider, otel.meter_provider, pipeline_stats=runtime.pipeline_stats)
     assert otel.metric_points("instrument.pipeline.queue.depth") == []
+    Tracing(otel.tracer_provider, otel.meter_provider)  # no source at all: nothing either
+    assert otel.metric_points("instrument.pipeline.queue.depth") == []
+
+
+class _Pipeline(NullPipeline):
+    """A pipeline whose stats report `depth` records queued."""
+
+    def __init__(self, depth: int) -> None:
+        self.depth = depth
+
+    def stats(self) -> PipelineStats:
+        return replace(super().stats(), queue_depth=self.depth)
+
+
+def _install(depth: int) -> None:
+    runtime.swap(runtime.Runtime(resolve_settings(environ={}), _Pipeline(depth), None,
+                                 Redactor()))
+
+
+def _depth(otel: Otel) -> list[Any]:
+    return [p.value for p in otel.metric_points("instrument.pipeline.queue.depth")]
+
+
+def test_pipeline_health_follows_the_runtime_that_replaced_it(otel: Otel) -> None:
+    previous = runtime.peek()
+    try:
+        _install(3)
+        Tracing(otel.tracer_provider, otel.meter_provider, pipeline_stats=runtime.pipeline_stats)
+        assert _depth(otel) == [3]
+        _install(7)  # a new runtime, same MeterProvider: the instruments read the live one
+        Tracing(otel.tracer_provider, otel.meter_provider, pipeline_stats=runtime.pipeline_stats)
+        assert _depth(otel) == [7]  # one instrument, not one per Tracing
+    finally:
+        runtime.swap(previous)
+
+
+def test_pipeline_health_reads_the_latest_source_given(otel: Otel) -> None:
+    Tracing(otel.tracer_provider, otel.meter_provider)  # registered before any source
+    assert _depth(otel) == []
+    Tracing(otel.tracer_provider, otel.meter_provider,
+            pipeline_stats=lambda: _Pipeline(5).stats())
+    assert _depth(otel) == [5]
+    Tracing(otel.tracer_provider, otel.meter_provider)  # no source: keeps the one it has
+    assert _depth(otel) == [5]
+
+
+def test_a_failing_stats_source_observes_nothing(otel: Otel) -> None:
+    def broken() -> PipelineStats:
+        raise RuntimeError("stats unavailable")
+
+    Tracing(otel.tracer_provider, otel.meter_provider, pipeline_stats=broken)
+    assert _depth(otel) == []
+    assert otel.histogram("gen_ai.client.operation.duration") == []  # collection still works

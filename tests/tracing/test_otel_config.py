@@ -7,12 +7,18 @@ import logging
 import pytest
 from opentelemetry.sdk.trace.sampling import ParentBased, StaticSampler, TraceIdRatioBased
 
-from instrument.config import resolve_settings
+from instrument.config import Settings, resolve_settings
 from instrument.tracing.otel_env import OtelConfig, resolve_otel
 
 
+def resolved(settings: Settings) -> OtelConfig:
+    """What configure() resolves: the settings' environment plus their resolved values."""
+    return resolve_otel(settings.environ, traces=settings.traces,
+                        service_name=settings.service_name)
+
+
 def otel(**environ: str) -> OtelConfig:
-    return resolve_otel(resolve_settings(environ=environ))
+    return resolved(resolve_settings(environ=environ))
 
 
 def test_defaults_export_nothing_until_an_endpoint_is_given() -> None:
@@ -89,9 +95,12 @@ def test_exporter_selection_and_the_explicit_traces_argument() -> None:
                 OTEL_EXPORTER_OTLP_ENDPOINT="http://c:4318").metrics.kinds == ()
     # configure(traces=...) overrides OTEL_TRACES_EXPORTER
     settings = resolve_settings(traces="none", environ={"OTEL_TRACES_EXPORTER": "console"})
-    assert resolve_otel(settings).traces.kinds == ()
+    assert resolved(settings).traces.kinds == ()
     settings = resolve_settings(traces="console", environ={})
-    assert resolve_otel(settings).traces.kinds == ("console",)
+    assert resolved(settings).traces.kinds == ("console",)
+    # the plain values win over the mapping they are given with
+    assert resolve_otel({"OTEL_TRACES_EXPORTER": "console"}, traces="none",
+                        service_name=None).traces.kinds == ()
 
 
 def test_unsupported_values_warn_and_fall_back(caplog: pytest.LogCaptureFixture) -> None:
@@ -131,7 +140,11 @@ def test_service_name_precedence() -> None:
     assert otel(OTEL_RESOURCE_ATTRIBUTES="service.name=from-attrs", OTEL_SERVICE_NAME="svc"
                 ).resource_attributes["service.name"] == "svc"
     settings = resolve_settings(service_name="explicit", environ={"OTEL_SERVICE_NAME": "svc"})
-    assert resolve_otel(settings).resource_attributes["service.name"] == "explicit"
+    assert resolved(settings).resource_attributes["service.name"] == "explicit"
+    assert resolve_otel({"OTEL_RESOURCE_ATTRIBUTES": "service.name=from-attrs"}, traces=None,
+                        service_name="given").resource_attributes["service.name"] == "given"
+    assert resolve_otel({}, traces=None, service_name=None
+                        ).resource_attributes["service.name"] == "unknown_service"
 
 
 def test_sdk_disabled() -> None:

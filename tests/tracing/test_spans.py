@@ -22,10 +22,9 @@ from instrument.adapters import StreamedItems, register_adapter
 from instrument.adapters.registry import unregister_adapter
 from instrument.config import resolve_settings
 from instrument.record import ExecutionResult, TokenUsage
-from instrument.redact import Redactor
 from instrument.testing import capture
 from instrument.tracing.spans import Tracing
-from tests.tracing.conftest import Otel, children_of
+from tests.tracing.conftest import Otel, children_of, tracing_for
 
 SECRET = "sk-live0123456789abcdef"
 
@@ -402,11 +401,11 @@ async def test_async_executor_and_its_inner_spans(otel: Otel) -> None:
 
 def test_otel_sdk_disabled_means_no_tracing() -> None:
     settings = resolve_settings(environ={"OTEL_SDK_DISABLED": "true"})
-    assert Tracing.from_settings(settings, Redactor()) is None
+    assert tracing_for(settings) is None
 
 
 def test_without_any_exporter_spans_are_unrecorded_but_ids_still_flow(otel: Otel) -> None:
-    tracing = Tracing.from_settings(resolve_settings(environ={}), Redactor())
+    tracing = tracing_for(resolve_settings(environ={}))
     assert tracing is not None
     assert tracing.record_spans is False  # our own provider, nothing exports: skip the work
     inner_parent: list[int] = []
