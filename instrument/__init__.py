@@ -5,7 +5,6 @@ OpenTelemetry span, and exactly-once writes to the configured store.
 """
 
 from instrument.binding import literal
-from instrument.config import configure, flush, shutdown
 from instrument.context import ExecutionContext, current_execution, execution_context
 from instrument.decorator import logged_execution
 from instrument.errors import (
@@ -26,6 +25,7 @@ from instrument.record import (
     ToolCall,
     WorkflowShape,
 )
+from instrument.runtime import configure, flush, shutdown
 
 __all__ = [
     "SCHEMA_VERSION",

@@ -1,29 +1,33 @@
 """Settings: the one environment-variable table, defaults, and validation.
 
 Precedence everywhere: explicit argument > environment variable > default. Nothing else in the
-SDK reads ``os.environ``; other modules receive a :class:`Settings` (or call :func:`env`).
+SDK reads ``os.environ``. A leaf: it imports only other leaves. The composition root
+(:mod:`instrument.runtime`) resolves :class:`Settings` and hands each subsystem the plain
+values it needs; ``configure``/``flush``/``shutdown`` live there.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 from instrument.errors import ConfigurationError
+from instrument.urls import mask_url
 from instrument.writers import BUILTIN_WRITERS, Writer
 
 __all__ = [
     "ENV_VARS",
     "EnvVar",
     "Settings",
-    "configure",
+    "describe",
     "env",
     "env_flag",
-    "flush",
     "resolve_settings",
-    "shutdown",
+    "spool_dir_for",
 ]
 
 TracesMode = Literal["otlp", "console", "none"]
@@ -315,42 +319,30 @@ def describe(settings: Settings) -> dict[str, Any]:
     }
 
 
-def configure(
-    database_url: str | None = None,
-    writers: Sequence[str | Writer] | None = None,
-    service_name: str | None = None,
-    traces: str | None = None,
-    capture_content: bool | str | None = None,
-    spool_dir: str | os.PathLike[str] | None = None,
-    strict: bool | None = None,
-    **advanced: Any,
-) -> Settings:
-    """Configure (or reconfigure) the SDK. The previous pipeline is flushed and closed.
+def spool_dir_for(spool_dir: str | None, database_url: str, supabase_url: str | None
+                  ) -> Path | None:
+    """The spool directory for this configuration, or ``None`` when the spool is off.
 
-    Every argument left ``None`` comes from its environment variable, then its default (see
-    docs/configuration.md). Advanced keywords: ``redact_patterns``, ``batch_size``,
-    ``flush_interval_s``, ``queue_size``, ``spool_mode``. Raises :class:`ConfigurationError`
-    on a bad value.
+    An explicit `spool_dir` (argument or INSTRUMENT_SPOOL_DIR) wins; ``off`` disables it. The
+    default is ``<db file>.spool`` next to a SQLite database, and for network stores
+    ``~/.cache/logged-execution/spool/<hash of the masked URL>`` (one queue per database, so
+    records are never replayed into another database; for Supabase, one per project). An
+    in-memory SQLite database has none.
     """
-    from instrument import runtime  # late import: runtime builds on this module
-
-    settings = resolve_settings(
-        database_url=database_url, writers=writers, service_name=service_name, traces=traces,
-        capture_content=capture_content, spool_dir=spool_dir, strict=strict, **advanced,
-    )
-    runtime.install(runtime.build(settings))
-    return settings
-
-
-def flush(timeout_s: float = 5.0) -> bool:
-    """Block until everything submitted so far is durably written, or `timeout_s` passes."""
-    from instrument import runtime
-
-    return runtime.flush(timeout_s)
-
-
-def shutdown(timeout_s: float = 5.0) -> bool:
-    """Flush, then stop the pipeline and the SDK's own exporters, within `timeout_s`."""
-    from instrument import runtime
-
-    return runtime.shutdown(timeout_s)
+    if spool_dir is not None:
+        if spool_dir.strip().lower() in ("off", "none", "false", "0", "disabled"):
+            return None
+        return Path(spool_dir).expanduser()
+    url = database_url
+    if url.startswith("sqlite:///"):
+        path = url[len("sqlite:///"):]
+        if not path or path == ":memory:":
+            return None
+        return Path(path + ".spool")
+    if url.startswith("sqlite://"):
+        return None
+    identity = mask_url(url)
+    if url == "supabase" or url.startswith("supabase://"):
+        identity += "|" + (supabase_url or "")  # one queue per Supabase project
+    digest = hashlib.sha256(identity.encode()).hexdigest()[:16]
+    return Path("~/.cache/logged-execution/spool").expanduser() / digest

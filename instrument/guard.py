@@ -6,23 +6,29 @@ import logging
 import threading
 import time
 
-__all__ = ["internal_error"]
+from instrument.config import env_flag
+
+__all__ = ["internal_error", "set_strict"]
 
 _log = logging.getLogger("instrument")
 _INTERVAL_S = 60.0
 _last: dict[str, float] = {}
 _suppressed: dict[str, int] = {}
 _lock = threading.Lock()
+#: strict mode of the live runtime, pushed in by the composition root (runtime.install);
+#: None before any runtime exists, when the environment decides
+_strict_mode: bool | None = None
+
+
+def set_strict(strict: bool | None) -> None:
+    """Set strict mode (the runtime does, when it installs a configuration); None = from env."""
+    global _strict_mode
+    _strict_mode = strict
 
 
 def _strict() -> bool:
-    from instrument import runtime  # late: runtime imports modules that use this guard
-
-    rt = runtime.peek()
-    if rt is not None:
-        return rt.settings.strict
-    from instrument.config import env_flag
-
+    if _strict_mode is not None:
+        return _strict_mode
     try:
         return bool(env_flag("INSTRUMENT_STRICT"))
     except ValueError:

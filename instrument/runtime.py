@@ -8,17 +8,26 @@ from __future__ import annotations
 
 import atexit
 import logging
+import os
 import threading
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
-from instrument.config import Settings, resolve_settings
-from instrument.pipeline.worker import NullPipeline, Pipeline, build_pipeline
+from instrument import guard
+from instrument.config import Settings, resolve_settings, spool_dir_for
+from instrument.pipeline import DeliveryPipeline, NullPipeline, Pipeline, PipelineStats
 from instrument.redact import Redactor
 from instrument.stores import open_store
+from instrument.tracing.otel_env import resolve_otel
 from instrument.tracing.spans import Tracing
+from instrument.writers import Writer
 
-__all__ = ["Runtime", "current", "flush", "install", "note_unrecorded", "reset", "shutdown"]
+__all__ = [
+    "Runtime", "build", "configure", "current", "flush", "install", "note_unrecorded", "peek",
+    "pipeline_stats", "reset", "shutdown", "swap",
+]
 
 _log = logging.getLogger(__name__)
 
@@ -54,9 +63,21 @@ def build(settings: Settings) -> Runtime:
     redactor = Redactor(settings.redact_patterns)
     if settings.disabled:
         return Runtime(settings, NullPipeline(), None, redactor)
-    store = open_store(settings.database_url, settings)
-    pipeline = build_pipeline(settings, store)
-    return Runtime(settings, pipeline, Tracing.from_settings(settings, redactor), redactor)
+    store = open_store(settings.database_url, keep_content=True,
+                       supabase_url=settings.supabase_url, supabase_key=settings.supabase_key)
+    pipeline = DeliveryPipeline(
+        store, writers=settings.writers, custom_writers=settings.custom_writers,
+        batch_size=settings.batch_size, flush_interval_s=settings.flush_interval_s,
+        queue_size=settings.queue_size, spool_mode=settings.spool_mode,
+        spool_dir=spool_dir_for(settings.spool_dir, settings.database_url, settings.supabase_url),
+        store_factory=lambda: open_store(  # a forked child opens its own store
+            settings.database_url, keep_content=True, supabase_url=settings.supabase_url,
+            supabase_key=settings.supabase_key))
+    tracing = Tracing.from_config(
+        resolve_otel(settings.environ, traces=settings.traces, service_name=settings.service_name),
+        content_to_spans=settings.content_to_spans, redactor=redactor,
+        pipeline_stats=pipeline_stats)
+    return Runtime(settings, pipeline, tracing, redactor)
 
 
 def install(new: Runtime, timeout_s: float = 5.0) -> Runtime | None:
@@ -65,6 +86,7 @@ def install(new: Runtime, timeout_s: float = 5.0) -> Runtime | None:
     with _lock:
         old, _runtime = _runtime, new
         _last_settings = new.settings
+        guard.set_strict(new.settings.strict)
     if old is not None:
         old.shutdown(timeout_s)
     return old
@@ -77,7 +99,9 @@ def current() -> Runtime:
         return rt
     with _lock:
         if _runtime is None:
-            globals()["_runtime"] = build(_last_settings or resolve_settings())
+            built = build(_last_settings or resolve_settings())
+            globals()["_runtime"] = built
+            guard.set_strict(built.settings.strict)
         return _runtime  # type: ignore[return-value]
 
 
@@ -91,15 +115,51 @@ def peek() -> Runtime | None:
     return _runtime
 
 
+def pipeline_stats() -> PipelineStats | None:
+    """The live pipeline's health (None: no runtime, or a pipeline without stats). The tracing
+    observables call this at each collection, so they follow configure()'s new pipelines."""
+    rt = _runtime
+    read: Callable[[], PipelineStats] | None = (
+        getattr(rt.pipeline, "stats", None) if rt is not None else None)
+    return None if read is None else read()
+
+
 def swap(new: Runtime | None) -> Runtime | None:
     """Publish `new` without closing the previous runtime (testing.capture uses this)."""
     global _runtime
     with _lock:
         old, _runtime = _runtime, new
+        guard.set_strict(None if new is None else new.settings.strict)
     return old
 
 
+def configure(
+    database_url: str | None = None,
+    writers: Sequence[str | Writer] | None = None,
+    service_name: str | None = None,
+    traces: str | None = None,
+    capture_content: bool | str | None = None,
+    spool_dir: str | os.PathLike[str] | None = None,
+    strict: bool | None = None,
+    **advanced: Any,
+) -> Settings:
+    """Configure (or reconfigure) the SDK. The previous pipeline is flushed and closed.
+
+    Every argument left ``None`` comes from its environment variable, then its default (see
+    docs/configuration.md). Advanced keywords: ``redact_patterns``, ``batch_size``,
+    ``flush_interval_s``, ``queue_size``, ``spool_mode``. Raises :class:`ConfigurationError`
+    on a bad value.
+    """
+    settings = resolve_settings(
+        database_url=database_url, writers=writers, service_name=service_name, traces=traces,
+        capture_content=capture_content, spool_dir=spool_dir, strict=strict, **advanced,
+    )
+    install(build(settings))
+    return settings
+
+
 def flush(timeout_s: float = 5.0) -> bool:
+    """Block until everything submitted so far is durably written, or `timeout_s` passes."""
     global _unrecorded
     rt = _runtime
     ok = True if rt is None else rt.flush(timeout_s)
@@ -113,9 +173,11 @@ def flush(timeout_s: float = 5.0) -> bool:
 
 
 def shutdown(timeout_s: float = 5.0) -> bool:
+    """Flush, then stop the pipeline and the SDK's own exporters, within `timeout_s`."""
     global _runtime
     with _lock:
         rt, _runtime = _runtime, None
+        guard.set_strict(None)
     return True if rt is None else rt.shutdown(timeout_s)
 
 

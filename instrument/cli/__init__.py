@@ -14,16 +14,14 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["EXIT_OK", "EXIT_PROBLEM", "EXIT_USAGE", "cli", "main"]
+from instrument.cli.exits import EXIT_OK, EXIT_PROBLEM, EXIT_USAGE
 
-EXIT_OK = 0
-EXIT_PROBLEM = 1
-EXIT_USAGE = 2
+__all__ = ["EXIT_OK", "EXIT_PROBLEM", "EXIT_USAGE", "cli", "main"]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``instrument`` command and return its exit code."""
-    try:
+    try:  # late: click and rich are the optional `cli` extra
         from instrument.cli.app import main as run
     except ImportError as exc:
         package = (exc.name or "").split(".")[0]
@@ -36,7 +34,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def __getattr__(name: str) -> Any:
-    if name == "cli":
+    if name == "cli":  # late, as in main()
         from instrument.cli.app import cli
 
         return cli

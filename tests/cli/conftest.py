@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from instrument import config
+from instrument import runtime
 from instrument.cli import main
 
 
@@ -49,7 +49,7 @@ def run(capsys: pytest.CaptureFixture[str]) -> Run:
         try:
             code = main(list(argv))
         finally:
-            config.shutdown(5.0)
+            runtime.shutdown(5.0)
         out = capsys.readouterr()
         return Result(code, out.out, out.err)
 

@@ -7,7 +7,7 @@ import pickle
 import random
 import uuid
 
-from instrument.decorator import _V4_CLEAR, _V4_SET, _new_execution_id
+from instrument.call import _V4_CLEAR, _V4_SET, _new_execution_id
 
 
 def test_ids_equal_what_uuid_builds_for_the_same_bits() -> None:

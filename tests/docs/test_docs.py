@@ -13,7 +13,7 @@ from pathlib import Path
 import click
 import pytest
 
-from instrument import config
+from instrument import config, runtime
 from instrument.cli import main
 from instrument.cli.app import cli
 from tests.docs.blocks import ROOT, Block, CliLine, blocks, cli_lines, pages
@@ -77,7 +77,7 @@ def test_page_code_runs(page: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPa
                 try:
                     _run_python(block, module.__dict__)
                 finally:
-                    config.flush(10.0)
+                    runtime.flush(10.0)
                     printed = capsys.readouterr().out
             elif block.lang == "output":
                 _check_output(block, printed)
@@ -85,7 +85,7 @@ def test_page_code_runs(page: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPa
                 if not line.feasible:
                     _parse_only(line)
                     continue
-                config.flush(10.0)
+                runtime.flush(10.0)
                 capsys.readouterr()
                 code = main(list(line.argv))
                 out = capsys.readouterr()
@@ -96,7 +96,7 @@ def test_page_code_runs(page: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPa
                 )
     finally:
         sys.modules.pop(module.__name__, None)
-        config.shutdown(5.0)
+        runtime.shutdown(5.0)
 
 
 def test_every_page_has_a_title_and_is_linked_from_the_readme() -> None:
