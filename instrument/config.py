@@ -75,6 +75,16 @@ ENV_VARS: tuple[EnvVar, ...] = (
            "How long a partial batch may wait before it is written."),
     EnvVar("INSTRUMENT_QUEUE_SIZE", "10000",
            "Records held in memory before the pipeline spills to the spool."),
+    EnvVar("INSTRUMENT_CONNECT_TIMEOUT_MS", "5000",
+           "Longest wait to open a database connection (Postgres login included; Supabase "
+           "HTTP connect)."),
+    EnvVar("INSTRUMENT_STATEMENT_TIMEOUT_MS", "30000",
+           "Longest a batch may run on the database: Postgres `SET LOCAL statement_timeout` "
+           "in the batch's transaction; for Supabase, part of the HTTP timeout."),
+    EnvVar("INSTRUMENT_NETWORK_TIMEOUT_MS", "10000",
+           "TCP keepalives and `tcp_user_timeout` (Postgres). A connection that has not "
+           "answered after the statement timeout plus this is dropped (an HTTP request "
+           "abandoned) and the batch retried on a new one."),
     EnvVar("INSTRUMENT_AIS_CONFIG", None,
            "AIS overrides for off-write-path scoring: a JSON object of `ais_config` keys, or "
            "a path to a JSON file (stored scores use the database's `ais_config` table)."),
@@ -109,6 +119,9 @@ ENV_VARS: tuple[EnvVar, ...] = (
     EnvVar("OTEL_METRIC_EXPORT_INTERVAL", "60000", "Metric export interval in milliseconds."),
     EnvVar("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", None,
            "Standard GenAI switch; `true`/`SPAN_ONLY`/`SPAN_AND_EVENT` turn span content on."),
+    EnvVar("OTEL_SEMCONV_STABILITY_OPT_IN", None,
+           "GenAI names: unset = current; `gen_ai/dup` = current and previous (v1.41); "
+           "`gen_ai/previous` = previous only."),
 )
 _KNOWN = {v.name for v in ENV_VARS}
 
@@ -158,6 +171,10 @@ class Settings:
     batch_size: int = 500
     flush_interval_s: float = 0.2
     queue_size: int = 10_000
+    #: database timeouts (seconds): connect, a batch on the server, an unanswering network
+    connect_timeout_s: float = 5.0
+    statement_timeout_s: float = 30.0
+    network_timeout_s: float = 10.0
     supabase_url: str | None = None
     supabase_key: str | None = None
     environ: Mapping[str, str] = field(default_factory=dict, repr=False)
@@ -210,13 +227,18 @@ def _positive_int(name: str, raw: str | None, default: int) -> int:
     return value
 
 
+def _ms(name: str, environ: Mapping[str, str], default_ms: int) -> float:
+    """A positive millisecond variable, in seconds."""
+    return _positive_int(name, env(name, environ), default_ms) / 1000
+
+
 def _explicit_positive(name: str, value: float | None) -> Any:
     """An explicit numeric argument, checked like its environment variable (None = not given)."""
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
         raise ConfigurationError(f"{name}={value!r} must be a positive number")
-    if name != "flush_interval_s" and not isinstance(value, int):
+    if not name.endswith("_s") and not isinstance(value, int):
         raise ConfigurationError(f"{name}={value!r} must be a positive integer")
     return value
 
@@ -235,6 +257,9 @@ def resolve_settings(
     flush_interval_s: float | None = None,
     queue_size: int | None = None,
     spool_mode: str | None = None,
+    connect_timeout_s: float | None = None,
+    statement_timeout_s: float | None = None,
+    network_timeout_s: float | None = None,
     environ: Mapping[str, str] | None = None,
 ) -> Settings:
     """Merge arguments over environment over defaults, validating every value."""
@@ -298,6 +323,12 @@ def resolve_settings(
         or interval_ms / 1000,
         queue_size=_explicit_positive("queue_size", queue_size)
         or _positive_int("INSTRUMENT_QUEUE_SIZE", env("INSTRUMENT_QUEUE_SIZE", environ), 10_000),
+        connect_timeout_s=_explicit_positive("connect_timeout_s", connect_timeout_s)
+        or _ms("INSTRUMENT_CONNECT_TIMEOUT_MS", environ, 5000),
+        statement_timeout_s=_explicit_positive("statement_timeout_s", statement_timeout_s)
+        or _ms("INSTRUMENT_STATEMENT_TIMEOUT_MS", environ, 30_000),
+        network_timeout_s=_explicit_positive("network_timeout_s", network_timeout_s)
+        or _ms("INSTRUMENT_NETWORK_TIMEOUT_MS", environ, 10_000),
         supabase_url=env("SUPABASE_URL", environ),
         supabase_key=env("SUPABASE_SERVICE_ROLE_KEY", environ) or env("SUPABASE_KEY", environ),
         environ=environ,

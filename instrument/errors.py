@@ -20,7 +20,8 @@ class ConfigurationError(InstrumentError, ValueError):
 
 
 class StoreUnavailable(InstrumentError):
-    """Transient: the store cannot be reached right now. The batch is retried later."""
+    """Transient: the store cannot take the batch right now (no answer, refused, reset, timed
+    out, shutting down, out of connections, read-only, locked). The batch is retried later."""
 
 
 class SchemaMismatch(InstrumentError):
@@ -31,7 +32,10 @@ class SchemaMismatch(InstrumentError):
 
 
 class RecordRejected(InstrumentError):
-    """Permanent for one record: the store refused it (constraint, type). It is quarantined."""
+    """Permanent for a record of the batch: the store raised an error executing it (any
+    class: a constraint, a value out of range, an index row too large, an exception raised for
+    the data). The pipeline bisects the batch and quarantines the record; `execution_id` is set
+    when the batch held that one record."""
 
     def __init__(self, message: str, *, execution_id: str | None = None) -> None:
         super().__init__(message)

@@ -7,6 +7,7 @@ publishes it with a single assignment, then flushes and closes the old one.
 from __future__ import annotations
 
 import atexit
+import functools
 import logging
 import os
 import threading
@@ -63,16 +64,19 @@ def build(settings: Settings) -> Runtime:
     redactor = Redactor(settings.redact_patterns)
     if settings.disabled:
         return Runtime(settings, NullPipeline(), None, redactor)
-    store = open_store(settings.database_url, keep_content=True,
-                       supabase_url=settings.supabase_url, supabase_key=settings.supabase_key)
+    open_configured = functools.partial(
+        open_store, settings.database_url, keep_content=True,
+        supabase_url=settings.supabase_url, supabase_key=settings.supabase_key,
+        connect_timeout_s=settings.connect_timeout_s,
+        statement_timeout_s=settings.statement_timeout_s,
+        network_timeout_s=settings.network_timeout_s)
+    store = open_configured()
     pipeline = DeliveryPipeline(
         store, writers=settings.writers, custom_writers=settings.custom_writers,
         batch_size=settings.batch_size, flush_interval_s=settings.flush_interval_s,
         queue_size=settings.queue_size, spool_mode=settings.spool_mode,
         spool_dir=spool_dir_for(settings.spool_dir, settings.database_url, settings.supabase_url),
-        store_factory=lambda: open_store(  # a forked child opens its own store
-            settings.database_url, keep_content=True, supabase_url=settings.supabase_url,
-            supabase_key=settings.supabase_key))
+        store_factory=open_configured)  # a forked child opens its own store
     tracing = Tracing.from_config(
         resolve_otel(settings.environ, traces=settings.traces, service_name=settings.service_name),
         content_to_spans=settings.content_to_spans, redactor=redactor,
@@ -147,7 +151,8 @@ def configure(
 
     Every argument left ``None`` comes from its environment variable, then its default (see
     docs/configuration.md). Advanced keywords: ``redact_patterns``, ``batch_size``,
-    ``flush_interval_s``, ``queue_size``, ``spool_mode``. Raises :class:`ConfigurationError`
+    ``flush_interval_s``, ``queue_size``, ``spool_mode``, ``connect_timeout_s``,
+    ``statement_timeout_s``, ``network_timeout_s``. Raises :class:`ConfigurationError`
     on a bad value.
     """
     settings = resolve_settings(

@@ -31,7 +31,8 @@ __all__ = [
 
 
 def open_store(url: str, *, keep_content: bool = False, supabase_url: str | None = None,
-               supabase_key: str | None = None) -> Store:
+               supabase_key: str | None = None, connect_timeout_s: float = 5.0,
+               statement_timeout_s: float = 30.0, network_timeout_s: float = 10.0) -> Store:
     """Build the store for `url` without connecting (connections happen on first use).
 
     `keep_content`: store the response text records carry (every backend alike). Records
@@ -39,6 +40,12 @@ def open_store(url: str, *, keep_content: bool = False, supabase_url: str | None
     a store opened for anything else keeps the safe default, ``False``.
     `supabase_url`/`supabase_key`: the project URL and service-role key, for ``supabase`` (a
     ``supabase://<host>`` URL names the project itself).
+    Timeouts (network stores; see docs/configuration.md): `connect_timeout_s` to open a
+    connection; `statement_timeout_s` for a batch on the server (``SET LOCAL
+    statement_timeout`` on Postgres); `network_timeout_s` for TCP keepalives and
+    ``tcp_user_timeout``. A connection that has not answered after the statement timeout plus
+    the network timeout is dropped (Postgres), an HTTP request abandoned (Supabase), and the
+    batch retried on a new one.
     """
     # Backends are imported on demand: a process loads only the one its URL names.
     if url.startswith("sqlite:///") or url == "sqlite://:memory:":
@@ -48,12 +55,16 @@ def open_store(url: str, *, keep_content: bool = False, supabase_url: str | None
     if url.startswith(("postgresql://", "postgres://")):
         from instrument.stores.postgres.store import PostgresStore
 
-        return PostgresStore(url, capture_content=keep_content)
+        return PostgresStore(url, capture_content=keep_content,
+                             connect_timeout_s=connect_timeout_s,
+                             statement_timeout_ms=round(statement_timeout_s * 1000),
+                             network_timeout_s=network_timeout_s)
     if url == "supabase" or url.startswith("supabase://"):
         from instrument.stores.supabase.store import SupabaseStore, project_url
 
         return SupabaseStore(url=project_url(url, supabase_url), key=supabase_key,
-                             capture_content=keep_content)
+                             capture_content=keep_content, connect_timeout_s=connect_timeout_s,
+                             timeout_s=statement_timeout_s + network_timeout_s)
     scheme = url.split(":", 1)[0] if ":" in url else url
     raise ConfigurationError(
         f"unsupported database URL scheme {scheme!r} in {mask_url(url)!r}; use "

@@ -32,6 +32,8 @@ __all__ = [
     "migrate_sqlite",
     "migrations",
     "missing_columns",
+    "missing_objects_postgres",
+    "missing_objects_sqlite",
     "postgres_columns",
     "postgres_functions",
     "postgres_schema_version",
@@ -174,6 +176,13 @@ def _column_defs(body: str) -> dict[str, str]:
     return defs
 
 
+#: ``alter table [public.]t ...;`` and, inside it, ``add column if not exists c <definition>``:
+#: a later migration's definition of a column replaces the CREATE TABLE's (e.g. a wider type).
+_ALTER = re.compile(r"alter\s+table\s+(?:public\.)?\"?(\w+)\"?\s+([^;]*);", re.IGNORECASE)
+_ADD_COLUMN = re.compile(r"add\s+column\s+if\s+not\s+exists\s+\"?(\w+)\"?\s+([^,]+)",
+                         re.IGNORECASE)
+
+
 @cache
 def _expected(dialect: str) -> tuple[dict[str, dict[str, str]], dict[str, int]]:
     tables: dict[str, dict[str, str]] = {}
@@ -182,6 +191,13 @@ def _expected(dialect: str) -> tuple[dict[str, dict[str, str]], dict[str, int]]:
         for table, body in _table_bodies(m.sql).items():
             tables[table] = _column_defs(body)
             owner[table] = m.version
+        for alter in _ALTER.finditer(re.sub(r"--[^\n]*", "", m.sql)):
+            columns = tables.get(alter[1].lower())
+            if columns is None:
+                continue
+            for add in _ADD_COLUMN.finditer(alter[2]):
+                name = add[1].lower()
+                columns[name] = f"{name} {' '.join(add[2].split())}"
         for match in _DROP.finditer(m.sql):  # replaced by a later schema version
             tables.pop(match[1].lower(), None)
             owner.pop(match[1].lower(), None)
@@ -251,7 +267,27 @@ def _addable(definition: str, dialect: str) -> str:
     return " ".join(cleaned.split())
 
 
+def _describe_missing(dialect: str, columns: dict[str, set[str]], views: set[str],
+                      functions: set[str]) -> list[str]:
+    """``table t`` / ``column t.c`` / ``view v`` / ``function f`` the schema needs and lacks."""
+    found = [f"table {t}" if c is None else f"column {t}.{c}"
+             for t, c in missing_columns(dialect, columns)]
+    found += [f"view {v}" for v in _views(dialect) if v not in views]
+    if dialect == "postgres":
+        found += [f"function {f}" for f in expected_functions() if f not in functions]
+    return found
+
+
 # -- SQLite -----------------------------------------------------------------------------------
+
+
+def missing_objects_sqlite(conn: sqlite3.Connection) -> list[str]:
+    """Every table, column and view the current SQLite schema needs that `conn` lacks (what
+    ``instrument doctor`` reports and ``instrument migrate`` repairs). Only reads."""
+    views = {str(r[0]).lower() for r in conn.execute(
+        "SELECT name FROM sqlite_master WHERE type = 'view'").fetchall()}
+    return _describe_missing(
+        "sqlite", sqlite_columns(conn, list(expected_columns("sqlite"))), views, set())
 
 
 def split_sqlite_script(script: str) -> list[str]:
@@ -378,6 +414,17 @@ def postgres_functions(conn: psycopg.Connection[tuple[object, ...]]) -> set[str]
         (list(expected_functions()),),
     ).fetchall()
     return {str(r[0]) for r in rows}
+
+
+def missing_objects_postgres(conn: psycopg.Connection[tuple[object, ...]]) -> list[str]:
+    """Every table, column, view and function the current Postgres schema needs that the
+    ``public`` schema lacks. Only reads."""
+    rows = conn.execute(
+        "select table_name from information_schema.views where table_schema = 'public'"
+    ).fetchall()
+    return _describe_missing(
+        "postgres", postgres_columns(conn, list(expected_columns("postgres"))),
+        {str(r[0]) for r in rows}, postgres_functions(conn))
 
 
 def migrate_postgres(conn: psycopg.Connection[tuple[object, ...]]) -> int:

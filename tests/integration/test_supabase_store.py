@@ -8,9 +8,12 @@ security policies under test are the shipped ones.
 from __future__ import annotations
 
 import asyncio
+import random
 import socket
+import string
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -401,10 +404,70 @@ def test_timeout_is_store_unavailable(gateway: PostgrestGateway) -> None:
     s = SupabaseStore(url=gateway.url, key=gateway.service_role_key, timeout_s=0.3)
     try:
         gateway.fail_next(503, delay_s=1.5)
-        with pytest.raises(StoreUnavailable, match="timed out"):
+        with pytest.raises(StoreUnavailable,
+                           match=r"did not answer instrument_ingest\(batch of 1\) in time"):
             s.apply([make_record("agent-1")], ("executions",))
     finally:
         s.close()
+
+
+def test_the_configured_timeouts_bound_a_hung_gateway(gateway: PostgrestGateway) -> None:
+    """open_store passes the statement + network timeouts on as the HTTP timeout."""
+    s = open_store("supabase", supabase_url=gateway.url, supabase_key=gateway.service_role_key,
+                   connect_timeout_s=1.0, statement_timeout_s=0.3, network_timeout_s=0.2)
+    try:
+        gateway.fail_next(503, delay_s=3.0)
+        t0 = time.monotonic()
+        with pytest.raises(StoreUnavailable, match="in time"):
+            s.apply([make_record("agent-1")], ("executions",))
+        assert time.monotonic() - t0 < 2.0
+    finally:
+        s.close()
+
+
+def _random_text(n: int) -> str:
+    rng = random.Random(14)
+    return "".join(rng.choice(string.ascii_letters + string.digits) for _ in range(n))
+
+
+def test_an_error_raised_for_the_data_is_rejected_whatever_its_class(
+    store: SupabaseStore, supabase_db: str
+) -> None:
+    """54000 (an agent_id too large for its index; PostgREST answers 413) used to be
+    "unavailable" and retried forever; P0001 from the application's trigger likewise."""
+    good = make_record("agent-1", user_id=USER_A)
+    huge = make_record("agent-1", user_id=USER_A).model_copy(
+        update={"agent_id": _random_text(10_000)})  # around the record's own cap
+    with pytest.raises(RecordRejected, match=r"rejected a record of instrument_ingest\(batch "
+                                             r"of 2\) \(54000: index row") as batch_exc:
+        store.apply([good, huge], ("executions", "logs", "stats", "intensity"))
+    assert batch_exc.value.execution_id is None
+    with pytest.raises(RecordRejected) as one_exc:
+        store.apply([huge], ("executions",))
+    assert one_exc.value.execution_id == str(huge.execution_id)
+    assert len(str(one_exc.value)) < 1000  # the statement's name, not its SQL
+
+    with psycopg.connect(supabase_db, autocommit=True) as conn:
+        conn.execute("""
+            create function public.guard_agents() returns trigger language plpgsql as $$
+            begin
+                if new.agent_id = 'blocked' then
+                    raise exception 'agent % is blocked', new.agent_id;
+                end if;
+                if new.agent_id = 'standby' then  -- as a read-only standby answers
+                    raise exception 'read-only' using errcode = '25006';
+                end if;
+                return new;
+            end $$;
+            create trigger guard_agents before insert on public.agent_executions
+                for each row execute function public.guard_agents();
+        """)
+    with pytest.raises(RecordRejected, match="P0001: agent blocked is blocked"):
+        store.apply([make_record("blocked")], ("executions",))
+    with pytest.raises(StoreUnavailable, match=r"unavailable: .*\(25006: read-only\)"):
+        store.apply([make_record("standby")], ("executions",))
+    assert store.apply([good], ("executions", "logs", "stats", "intensity")).applied == 1
+    assert count_rows(supabase_db, "agent_executions") == 1
 
 
 def test_unreachable_project_is_store_unavailable() -> None:

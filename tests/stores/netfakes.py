@@ -10,7 +10,13 @@ from collections import Counter
 
 
 class TcpProxy:
-    """Forwards 127.0.0.1:<port> to a target; `stop()` drops the listener and every connection."""
+    """Forwards 127.0.0.1:<port> to a target; `stop()` drops the listener and every connection.
+
+    `partition()` is a silent network partition: every connection stays open, new ones are
+    accepted, and nothing is forwarded either way (no RST, no FIN; the kernel still
+    acknowledges what the client sends). `heal()` ends it: new connections are forwarded
+    again; the partitioned ones stay dead, as after a real partition that outlived them.
+    """
 
     def __init__(self, target_port: int, port: int = 0) -> None:
         self.target_port = target_port
@@ -21,6 +27,20 @@ class TcpProxy:
         #: Frontend (client -> server) PostgreSQL messages seen, by type byte. Needs an
         #: unencrypted connection (sslmode=disable). 'Q' or 'S' (Sync) = one round trip.
         self.messages: Counter[str] = Counter()
+        self._open = threading.Event()  # cleared while partitioned
+        self._open.set()
+        self._held: list[socket.socket] = []
+
+    def partition(self) -> None:
+        self._open.clear()
+
+    def heal(self) -> None:
+        with self._lock:
+            held, self._held = self._held, []
+        self._open.set()
+        for c in held:  # what arrived during the partition was never forwarded: drop it
+            with contextlib.suppress(OSError):
+                c.close()
 
     def start(self) -> TcpProxy:
         lst = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -38,6 +58,10 @@ class TcpProxy:
                 client, _ = lst.accept()
             except OSError:
                 return
+            if not self._open.is_set():  # partitioned: accept, then never answer
+                with self._lock:
+                    self._held.append(client)
+                continue
             try:
                 upstream = socket.create_connection(("127.0.0.1", self.target_port), timeout=5)
             except OSError:
@@ -45,6 +69,7 @@ class TcpProxy:
                 continue
             with self._lock:
                 self._conns += [client, upstream]
+            upstream.settimeout(None)
             threading.Thread(target=self._pipe, args=(client, upstream, True),
                              daemon=True).start()
             threading.Thread(target=self._pipe, args=(upstream, client), daemon=True).start()
@@ -53,6 +78,9 @@ class TcpProxy:
         buf, started = b"", False
         try:
             while data := src.recv(65536):
+                if not self._open.is_set():  # partitioned: swallow, then stay silent for good
+                    self._open.wait()
+                    return
                 if frontend:
                     buf += data
                     while True:  # split the stream into messages and count their types
@@ -76,8 +104,9 @@ class TcpProxy:
         except OSError:
             pass
         finally:
-            with contextlib.suppress(OSError):
-                dst.shutdown(socket.SHUT_RDWR)
+            if self._open.is_set():  # a partitioned pair stays open (silent) until stop()
+                with contextlib.suppress(OSError):
+                    dst.shutdown(socket.SHUT_RDWR)
 
     def stop(self) -> None:
         if self._listener is not None:
@@ -85,8 +114,11 @@ class TcpProxy:
                 self._listener.shutdown(socket.SHUT_RDWR)
             self._listener.close()
             self._listener = None
+        self._open.set()  # wakes partitioned relays, which then end
         with self._lock:
             conns, self._conns = self._conns, []
+            conns += self._held
+            self._held = []
         for c in conns:
             with contextlib.suppress(OSError):
                 c.shutdown(socket.SHUT_RDWR)

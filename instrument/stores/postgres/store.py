@@ -1,13 +1,18 @@
 """PostgreSQL store: psycopg 3 and a psycopg_pool ConnectionPool, opened on first use.
 
-A batch is ONE round trip: ``select instrument_ingest(records, default_writers)``, a server-side
-function (migration 0001) that applies every enabled writer for the whole batch in the
-statement's single transaction, gated by the idempotency ledger, with aggregates added in SQL.
-The Supabase store calls the same function over RPC.
+A batch is ONE round trip: ``begin; set local statement_timeout; select
+instrument_ingest(records, default_writers); commit`` sent as one pipeline. The server-side
+function applies every enabled writer for the whole batch in that transaction, gated by the
+idempotency ledger, with aggregates added in SQL. The Supabase store calls the same function
+over RPC. Every wait is bounded (:mod:`instrument.stores.postgres.timeouts`), and errors are
+judged by evidence (:mod:`instrument.stores.sqlstate`): what the server raised executing the
+batch rejects a record of it (bisected by the pipeline); only connection-level failures are
+"unavailable".
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
@@ -25,6 +30,9 @@ from instrument.errors import ConfigurationError, RecordRejected, SchemaMismatch
 from instrument.record import ExecutionRecord
 from instrument.stores import migrations
 from instrument.stores.base import ApplyResult, ExecutionFilter
+from instrument.stores.postgres.errors import FIX_URL, MIGRATE, brief, first_line, single, translate
+from instrument.stores.postgres.timeouts import Deadline, libpq_options
+from instrument.stores.sqlstate import RETRY_STATES
 from instrument.urls import mask_url
 
 if TYPE_CHECKING:
@@ -35,14 +43,7 @@ __all__ = ["PostgresStore", "ingest_json", "ingest_payload"]
 
 _log = logging.getLogger(__name__)
 
-_FIX_URL = "INSTRUMENT_DATABASE_URL (or configure(database_url=...) / --database-url)"
-_MIGRATE = (
-    "run `instrument migrate` against this database (INSTRUMENT_DATABASE_URL or --database-url)"
-)
-#: SQLSTATEs meaning "the schema is not what we expect".
-_SCHEMA_STATES = {"42P01", "42883", "42703", "3F000", "42704"}
-#: Transient conflicts worth retrying at once (none expected: locks are taken in key order).
-_RETRY_STATES = {"40P01", "40001"}
+_INGEST = b"select public.instrument_ingest(%s::jsonb, %s::text[])"
 _FILTER_COLUMNS = ("agent_id", "user_id", "status", "engine")
 #: An escaped NUL (``\u0000``) in JSON text, not preceded by an escaped backslash.
 _JSON_NUL = re.compile(r"(?<!\\)((?:\\\\)*)\\u0000")
@@ -104,7 +105,12 @@ class PostgresStore:
         pool_max_size: int = 4,
         connect_timeout_s: float = 5.0,
         statement_timeout_ms: int = 30_000,
+        network_timeout_s: float = 10.0,
     ) -> None:
+        """`connect_timeout_s`: opening a connection; `statement_timeout_ms`: a batch on the
+        server (``SET LOCAL``); `network_timeout_s`: keepalives and ``tcp_user_timeout``, and
+        the client-side deadline (statement plus network timeout) after which a connection
+        that stopped answering is dropped. See :mod:`instrument.stores.postgres.timeouts`."""
         _import_psycopg()
         from psycopg.conninfo import conninfo_to_dict
 
@@ -114,13 +120,13 @@ class PostgresStore:
             params = conninfo_to_dict(url)
         except Exception as exc:  # psycopg raises ProgrammingError for any malformed URL
             raise ConfigurationError(
-                f"invalid PostgreSQL URL {self.display_url!r}: {exc}; fix {_FIX_URL}, "
+                f"invalid PostgreSQL URL {self.display_url!r}: {exc}; fix {FIX_URL}, "
                 "e.g. postgresql://user:password@host:5432/dbname"
             ) from exc
         port = str(params.get("port", "5432"))
         if not all(p.strip().isdigit() for p in port.split(",")):
             raise ConfigurationError(
-                f"invalid port {port!r} in PostgreSQL URL {self.display_url!r}; fix {_FIX_URL}, "
+                f"invalid port {port!r} in PostgreSQL URL {self.display_url!r}; fix {FIX_URL}, "
                 "e.g. postgresql://user:password@host:5432/dbname"
             )
         self._host = f"{params.get('host', 'localhost')}:{port}"
@@ -131,6 +137,10 @@ class PostgresStore:
         self.pool_max_size = pool_max_size
         self.connect_timeout_s = connect_timeout_s
         self.statement_timeout_ms = statement_timeout_ms
+        self.network_timeout_s = network_timeout_s
+        self._libpq = libpq_options(params, connect_timeout_s=connect_timeout_s,
+                                    network_timeout_s=network_timeout_s)
+        self._set_timeout = f"set local statement_timeout = {int(statement_timeout_ms)}".encode()
         self._lock = threading.Lock()
         self._pool: ConnectionPool[Any] | None = None
         self._pid = os.getpid()
@@ -138,19 +148,25 @@ class PostgresStore:
 
     # -- connections ------------------------------------------------------------------------
 
+    @property
+    def deadline_s(self) -> float:
+        """How long one use of a connection may take before it is dropped (client side)."""
+        return self.statement_timeout_ms / 1000 + self.network_timeout_s
+
     def _connect_kwargs(self) -> dict[str, Any]:
         return {
             "autocommit": True,
-            "connect_timeout": max(1, round(self.connect_timeout_s)),
             # No server-side prepared statements and no startup "options": both break behind
-            # PgBouncer in transaction mode. The statement timeout is SET per connection.
+            # PgBouncer in transaction mode. The statement timeout is SET LOCAL per batch.
             "prepare_threshold": None,
             "application_name": "logged-execution",
+            **self._libpq,
         }
 
-    def _configure(self, conn: psycopg.Connection[Any]) -> None:
-        """Per new pooled connection: bound every statement (a hung batch must not block)."""
-        conn.execute(f"set statement_timeout = {int(self.statement_timeout_ms)}".encode())
+    def _check(self, conn: psycopg.Connection[Any]) -> None:
+        """The pool's liveness check on checkout, bounded: a silent peer must not hang it."""
+        with Deadline(conn, self.network_timeout_s):
+            conn.execute(b"")
 
     def _probe(self) -> None:
         """Connect once, directly, so a failure says why (the pool only says "timeout")."""
@@ -160,7 +176,7 @@ class PostgresStore:
             with psycopg.connect(self.url, **self._connect_kwargs()):
                 pass
         except psycopg.Error as exc:
-            raise self._translate(exc, ()) from exc
+            raise self._translate(exc, "connect", ()) from exc
 
     def _get_pool(self) -> ConnectionPool[Any]:
         if self._pid != os.getpid():  # pool threads and sockets do not survive a fork
@@ -178,8 +194,7 @@ class PostgresStore:
                     min_size=1,
                     max_size=max(1, self.pool_max_size),
                     kwargs=self._connect_kwargs(),
-                    configure=self._configure,
-                    check=ConnectionPool.check_connection,
+                    check=self._check,
                     timeout=self.connect_timeout_s,
                     name="logged-execution",
                     open=False,
@@ -208,21 +223,39 @@ class PostgresStore:
             ) from exc
 
     @contextmanager
-    def _connection(self) -> Iterator[psycopg.Connection[Any]]:
+    def _connection(self, statement: str, records: Sequence[ExecutionRecord] = (),
+                    deadline_s: float | None = None) -> Iterator[psycopg.Connection[Any]]:
+        """A pooled connection for `statement` (named in errors), dropped after `deadline_s`."""
         import psycopg
 
         pool = self._get_pool()
         conn = self._checkout(pool)
         try:
-            yield conn
-        except psycopg.Error as exc:
-            raise self._translate(exc, ()) from exc
+            with Deadline(conn, deadline_s) as deadline:
+                try:
+                    yield conn
+                except psycopg.Error as exc:
+                    if deadline.expired:
+                        raise StoreUnavailable(
+                            f"PostgreSQL at {self._host} did not answer {statement} within "
+                            f"{deadline_s:g} s (statement timeout + network timeout); the "
+                            "connection was dropped and the batch will be retried on a new one"
+                        ) from exc
+                    raise self._translate(exc, statement, records) from exc
         finally:
-            pool.putconn(conn)
+            pool.putconn(conn)  # a broken connection is discarded, a failed transaction reset
 
     def _ensure_schema(self, conn: psycopg.Connection[Any]) -> None:
         if self._schema_ok:
             return
+        import psycopg
+
+        try:
+            self._check_schema(conn)
+        except psycopg.Error as exc:
+            raise self._translate(exc, "the schema check", ()) from exc
+
+    def _check_schema(self, conn: psycopg.Connection[Any]) -> None:
         expected = migrations.expected_version("postgres")
         version = migrations.postgres_schema_version(conn)
         if version is not None and version > expected:
@@ -257,24 +290,25 @@ class PostgresStore:
             parts = [f"table {t}" if c is None else f"column {t}.{c}" for t, c in missing]
             parts += [f"function {f}()" for f in absent_functions]
             state = f"(schema v{version}) is missing " + ", ".join(parts)
-        return f"PostgreSQL database {self.display_url} {state}: {_MIGRATE}"
+        return f"PostgreSQL database {self.display_url} {state}: {MIGRATE}"
 
     # -- Store protocol -------------------------------------------------------------------------
 
     def migrate(self) -> int:
         import psycopg
 
-        with self._connection() as conn:
+        # no deadline: a migration may rewrite large tables (keepalives still apply)
+        with self._connection("instrument migrate") as conn:
             try:
                 version = migrations.migrate_postgres(conn)
             except psycopg.Error as exc:
-                error = self._translate(exc, ())
+                error = self._translate(exc, "instrument migrate", ())
                 if isinstance(error, StoreUnavailable):
                     raise error from exc
                 # Not "run migrate" (we are migrating): say what failed; nothing was applied.
                 raise SchemaMismatch(
                     f"`instrument migrate` failed on {self.display_url} and was rolled back: "
-                    f"{exc.sqlstate}: {' '.join(str(exc).split())}"
+                    f"{brief(exc)}"
                 ) from exc
         self._schema_ok = True
         return version
@@ -282,11 +316,11 @@ class PostgresStore:
     def schema_version(self) -> int | None:
         import psycopg
 
-        with self._connection() as conn:
+        with self._connection("the schema version query", deadline_s=self.deadline_s) as conn:
             try:
                 return migrations.postgres_schema_version(conn)
             except psycopg.Error as exc:
-                raise self._translate(exc, ()) from exc
+                raise self._translate(exc, "the schema version query", ()) from exc
 
     def apply(
         self, records: Sequence[ExecutionRecord], default_writers: Collection[str]
@@ -295,37 +329,59 @@ class PostgresStore:
             return ApplyResult(0, 0)
         import psycopg
 
-        payload = ingest_json(records, capture_content=self.capture_content)
+        statement = f"instrument_ingest(batch of {len(records)})"
+        try:
+            payload = ingest_json(records, capture_content=self.capture_content)
+        except (ValueError, OverflowError) as exc:  # e.g. a lone surrogate: the record's fault
+            raise RecordRejected(
+                f"a record of {statement} was rejected: it cannot be encoded as JSON "
+                f"({first_line(exc)})",
+                execution_id=single(records)) from exc
         writers = sorted(default_writers)
-        with self._connection() as conn:
+        with self._connection(statement, records, self.deadline_s) as conn:
+            self._ensure_schema(conn)
             for attempt in range(3):
                 try:
-                    self._ensure_schema(conn)
-                    row = conn.execute(
-                        "select public.instrument_ingest(%s::jsonb, %s::text[])",
-                        (payload, writers),
-                    ).fetchone()
+                    row = self._ingest(conn, payload, writers)
                     break
                 except psycopg.Error as exc:
-                    if exc.sqlstate in _RETRY_STATES and attempt < 2:
-                        _log.info("retrying a batch after %s", exc.sqlstate)
+                    if exc.sqlstate in RETRY_STATES and attempt < 2:
+                        _log.info("retrying %s after %s", statement, exc.sqlstate)
                         continue
-                    raise self._translate(exc, records) from exc
+                    raise
         result = row[0] if row else {}
         return ApplyResult(applied=int(result["applied"]), duplicates=int(result["duplicates"]))
 
-    def _select(self, query: Any, params: Sequence[object] = ()) -> list[dict[str, Any]]:
+    def _ingest(self, conn: psycopg.Connection[Any], payload: str,
+                writers: list[str]) -> tuple[Any, ...] | None:
+        """One round trip: begin, SET LOCAL the statement timeout, ingest, commit (a pipeline:
+        one Sync). On a server error the rest is skipped and the transaction rolled back."""
         import psycopg
+        from psycopg.pq import TransactionStatus
+
+        try:
+            with conn.pipeline():
+                conn.execute(b"begin")
+                conn.execute(self._set_timeout)
+                cursor = conn.execute(_INGEST, (payload, writers))
+                conn.execute(b"commit")
+            return cursor.fetchone()
+        except psycopg.Error:
+            if not conn.broken and conn.info.transaction_status != TransactionStatus.IDLE:
+                # broad: the rollback of a failed batch may fail too; the pool resets it then
+                with contextlib.suppress(Exception):
+                    conn.execute(b"rollback")
+            raise
+
+    def _select(self, query: Any, params: Sequence[object] = (), *,
+                what: str = "a read") -> list[dict[str, Any]]:
         from psycopg.rows import dict_row
 
-        with self._connection() as conn:
-            try:
-                self._ensure_schema(conn)
-                with conn.cursor(row_factory=dict_row) as cur:
-                    cur.execute(query, tuple(params))
-                    rows = cur.fetchall()
-            except psycopg.Error as exc:
-                raise self._translate(exc, ()) from exc
+        with self._connection(what, deadline_s=self.deadline_s) as conn:
+            self._ensure_schema(conn)
+            with conn.cursor(row_factory=dict_row) as cur:
+                cur.execute(query, tuple(params))
+                rows = cur.fetchall()
         return [{k: str(v) if isinstance(v, UUID) else v for k, v in r.items()} for r in rows]
 
     def recent_executions(
@@ -346,22 +402,26 @@ class PostgresStore:
             query = query + sql.SQL(" where ") + sql.SQL(" and ").join(clauses)
         query = query + sql.SQL(" order by started_at desc, id limit %s")
         params.append(int(limit))
-        return self._select(query, params)
+        return self._select(query, params, what="the agent_executions read")
 
     def agent_stats(self) -> list[dict[str, Any]]:
-        return self._select("select * from public.agent_stats order by agent_id")
+        return self._select("select * from public.agent_stats order by agent_id",
+                            what="the agent_stats read")
 
     def ais_config(self) -> AISConfig:
         """The AIS configuration stored in this database (``ais_config``)."""
-        rows = self._select("select key, value from public.ais_config")
+        rows = self._select("select key, value from public.ais_config",
+                            what="the ais_config read")
         return AISConfig.from_rows((r["key"], r["value"]) for r in rows)
 
     def intensity_metrics(self, agent_id: str | None = None) -> list[dict[str, Any]]:
+        what = "the agent_intensity_metrics read"
         if agent_id is None:
-            return self._select("select * from public.agent_intensity_metrics order by agent_id")
+            return self._select(
+                "select * from public.agent_intensity_metrics order by agent_id", what=what)
         return self._select(
-            "select * from public.agent_intensity_metrics where agent_id = %s", (agent_id,)
-        )
+            "select * from public.agent_intensity_metrics where agent_id = %s", (agent_id,),
+            what=what)
 
     def close(self) -> None:
         with self._lock:
@@ -373,49 +433,10 @@ class PostgresStore:
     # -- errors -----------------------------------------------------------------------------
 
     def _translate(
-        self, exc: BaseException, records: Sequence[ExecutionRecord]
+        self, exc: BaseException, statement: str, records: Sequence[ExecutionRecord]
     ) -> StoreUnavailable | SchemaMismatch | RecordRejected:
-        import psycopg
-
-        state = getattr(exc, "sqlstate", None)
-        message = " ".join(str(exc).split())
-        low = message.lower()
-        if state in _SCHEMA_STATES:
-            self._schema_ok = False
-            return SchemaMismatch(
-                f"PostgreSQL database {self.display_url}: {message}: the logged-execution "
-                f"schema is missing or incomplete; {_MIGRATE}"
-            )
-        if state is not None and state[:2] in ("22", "23"):
-            single = str(records[0].execution_id) if len(records) == 1 else None
-            return RecordRejected(
-                f"PostgreSQL refused a record of the batch ({state}: {message})",
-                execution_id=single,
-            )
-        if state in ("28P01", "28000") or "password authentication failed" in low or (
-            "role" in low and "does not exist" in low
-        ):
-            return StoreUnavailable(
-                f"PostgreSQL at {self._host} rejected the credentials of {self.display_url} "
-                f"({message}); fix the user/password in {_FIX_URL}"
-            )
-        if state == "3D000" or ("database" in low and "does not exist" in low):
-            return StoreUnavailable(
-                f"database {self._dbname!r} does not exist on PostgreSQL at {self._host}; "
-                f"create it (createdb {self._dbname}) or fix the database name in {_FIX_URL}"
-            )
-        if state == "42501":
-            return StoreUnavailable(
-                f"the PostgreSQL user of {self.display_url} lacks a privilege ({message}); "
-                f"connect as the schema owner or service_role via {_FIX_URL}"
-            )
-        if isinstance(exc, psycopg.OperationalError) or (state or "").startswith(("08", "57")):
-            hint = (
-                f"is PostgreSQL running at {self._host}? Check host and port in {_FIX_URL}"
-                if "refused" in low or "timeout" in low or "could not" in low
-                else "the batch will be retried"
-            )
-            return StoreUnavailable(
-                f"PostgreSQL at {self._host} is unavailable ({message}); {hint}"
-            )
-        return StoreUnavailable(f"PostgreSQL error on {self.display_url} ({state}: {message})")
+        error = translate(exc, statement, records, host=self._host,
+                          display_url=self.display_url, dbname=self._dbname)
+        if isinstance(error, SchemaMismatch):
+            self._schema_ok = False  # check the schema again (and name what is missing) next time
+        return error

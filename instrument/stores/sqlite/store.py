@@ -1,5 +1,8 @@
 """The embedded default store: one SQLite file (stdlib ``sqlite3``, WAL mode).
 
+The file is created readable by its owner only (0600, like the spool that holds the same
+records); SQLite gives its ``-wal`` and ``-shm`` files the database file's mode.
+
 Safe for several threads (one connection per process, used under a lock) and several processes
 (WAL, ``busy_timeout``, and ``BEGIN IMMEDIATE`` so each batch takes the write lock up front
 instead of failing on a lock upgrade). One transaction per batch: ledger check, the four
@@ -46,6 +49,15 @@ _log = logging.getLogger(__name__)
 _CACHE_KIB = 32 * 1024
 #: WAL size (pages) that triggers an automatic checkpoint at commit.
 _WAL_CHECKPOINT_PAGES = 4000
+#: Mode of a database file the store creates (umask may only narrow it).
+FILE_MODE = 0o600
+#: SQLite result codes (``sqlite_errorname``, primary part) that say nothing about the data:
+#: the file is locked, unreadable, full, read-only, damaged or gone; retried later.
+_UNAVAILABLE_CODES = frozenset({
+    "SQLITE_BUSY", "SQLITE_LOCKED", "SQLITE_IOERR", "SQLITE_FULL", "SQLITE_CANTOPEN",
+    "SQLITE_READONLY", "SQLITE_NOTADB", "SQLITE_CORRUPT", "SQLITE_NOMEM", "SQLITE_PROTOCOL",
+    "SQLITE_INTERRUPT", "SQLITE_PERM", "SQLITE_AUTH", "SQLITE_NOLFS", "SQLITE_ABORT",
+})
 
 
 def _parse_ts(value: object) -> object:
@@ -116,9 +128,23 @@ class SQLiteStore:
             self._conn = None
             self._schema_ok = False
 
+    def _create_private(self) -> None:
+        """Create the database file 0600 before SQLite would create it 0644 (umask aside)."""
+        if self.path == ":memory:" or os.path.exists(self.path):
+            return
+        try:
+            fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, FILE_MODE)
+        except FileExistsError:  # another process created it first: keep its file
+            return
+        except OSError as exc:
+            raise self._translate(sqlite3.OperationalError(f"unable to open database file: "
+                                                           f"{exc.strerror}"), "open", ()) from exc
+        os.close(fd)  # an empty file is an empty SQLite database
+
     def _connection(self) -> sqlite3.Connection:
         if self._conn is not None:
             return self._conn
+        self._create_private()
         try:
             conn = sqlite3.connect(
                 self.path,
@@ -127,7 +153,7 @@ class SQLiteStore:
                 check_same_thread=False,
             )
         except sqlite3.Error as exc:
-            raise self._translate(exc, ()) from exc
+            raise self._translate(exc, "open", ()) from exc
         try:
             conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_s * 1000)}")
             if self.path != ":memory:":
@@ -141,7 +167,7 @@ class SQLiteStore:
             conn.execute(f"PRAGMA wal_autocheckpoint = {_WAL_CHECKPOINT_PAGES}")
         except sqlite3.Error as exc:
             conn.close()
-            raise self._translate(exc, ()) from exc
+            raise self._translate(exc, "open", ()) from exc
         self._conn = conn
         return conn
 
@@ -188,7 +214,7 @@ class SQLiteStore:
             try:
                 version = migrations.migrate_sqlite(conn)
             except sqlite3.Error as exc:
-                raise self._translate(exc, ()) from exc
+                raise self._translate(exc, "instrument migrate", ()) from exc
             self._schema_ok = True
             return version
 
@@ -199,19 +225,20 @@ class SQLiteStore:
             try:
                 return migrations.sqlite_schema_version(conn)
             except sqlite3.Error as exc:
-                raise self._translate(exc, ()) from exc
+                raise self._translate(exc, "the schema version query", ()) from exc
 
     def apply(
         self, records: Sequence[ExecutionRecord], default_writers: Collection[str]
     ) -> ApplyResult:
         if not records:
             return ApplyResult(0, 0)
+        statement = f"ingest(batch of {len(records)})"
         # Rows are pure functions of the records: build them before taking the write lock, so
         # other threads and processes wait only for the SQL.
         try:
             prepared = PreparedBatch(records, default_writers, capture_content=self.capture_content)
-        except OverflowError as exc:  # e.g. a timestamp that has no UTC form: a poison record
-            raise self._translate(exc, records) from exc
+        except (OverflowError, ValueError) as exc:  # e.g. a time with no UTC form: the record's
+            raise self._translate(exc, statement, records) from exc
         self._after_fork()
         with self._lock:
             conn = self._connection()
@@ -225,8 +252,9 @@ class SQLiteStore:
                     if conn.in_transaction:
                         conn.execute("ROLLBACK")
                     raise
-            except (sqlite3.Error, OverflowError) as exc:
-                raise self._translate(exc, records) from exc
+            except (sqlite3.Error, OverflowError, UnicodeError) as exc:
+                # UnicodeError: a lone surrogate cannot be bound (utf-8): the record's fault
+                raise self._translate(exc, statement, records) from exc
             return result
 
     def _select(self, sql: str, params: Sequence[object] = ()) -> list[dict[str, Any]]:
@@ -237,8 +265,8 @@ class SQLiteStore:
                 self._ensure_schema(conn)
                 cursor = conn.execute(sql, tuple(params))
                 return [_row_dict(cursor, row) for row in cursor.fetchall()]
-            except sqlite3.Error as exc:
-                raise self._translate(exc, ()) from exc
+            except (sqlite3.Error, UnicodeError) as exc:
+                raise self._translate(exc, "a read", ()) from exc
 
     def recent_executions(
         self, limit: int = 20, where: ExecutionFilter | None = None
@@ -284,33 +312,49 @@ class SQLiteStore:
     # -- errors -----------------------------------------------------------------------------
 
     def _translate(
-        self, exc: BaseException, records: Sequence[ExecutionRecord]
+        self, exc: BaseException, statement: str, records: Sequence[ExecutionRecord]
     ) -> SchemaMismatch | StoreUnavailable | RecordRejected:
-        message = str(exc)
+        """By evidence: what SQLite raised executing `statement` for `records` rejects a record
+        of them (the pipeline bisects); a locked, unreadable, full or read-only file is
+        "unavailable" (retried). The message names the statement, never its SQL."""
+        message = " ".join(str(exc).split())[:300]
         low = message.lower()
-        single = str(records[0].execution_id) if len(records) == 1 else None
-        if isinstance(exc, (sqlite3.IntegrityError, sqlite3.DataError, OverflowError)) or (
-            isinstance(exc, sqlite3.InterfaceError) and "binding" in low
-        ) or "too big" in low:
-            return RecordRejected(
-                f"SQLite refused a record of the batch ({message})", execution_id=single
-            )
+        code = str(getattr(exc, "sqlite_errorname", "") or "")
+        primary = code.split("_", 2)[:2]
         if any(s in low for s in ("no such table", "no such column", "has no column named",
                                   "no such function")):
             self._schema_ok = False  # check the schema again (and name what is missing) next time
             return SchemaMismatch(
-                f"SQLite database {self.path}: {message}: the schema is missing or incomplete; "
-                f"run `instrument migrate --database-url {self.display_url}`"
+                f"SQLite database {self.path}: {statement} failed ({message}): the schema is "
+                f"missing or incomplete; run `instrument migrate --database-url "
+                f"{self.display_url}`"
             )
-        if "locked" in low or "busy" in low:
+        if "_".join(primary) in ("SQLITE_BUSY", "SQLITE_LOCKED") or (
+            not code and ("locked" in low or "busy" in low)
+        ):
             return StoreUnavailable(
                 f"SQLite database {self.path} stayed locked by another writer for more than "
                 f"{self.busy_timeout_s:g} s; the batch will be retried"
             )
-        if "unable to open" in low or "not a database" in low or "readonly" in low:
+        if "_".join(primary) in _UNAVAILABLE_CODES or (not code and any(
+            s in low for s in ("unable to open", "not a database", "readonly", "disk i/o")
+        )):
             return StoreUnavailable(
-                f"cannot use SQLite database {self.path!r}: {message}; check that the directory "
-                "exists and is writable and that the file is a SQLite database, or point "
-                "INSTRUMENT_DATABASE_URL at another file"
+                f"cannot use SQLite database {self.path!r} for {statement}: {message}; check "
+                "that the directory exists and is writable, that the disk has room and that the "
+                "file is a SQLite database, or point INSTRUMENT_DATABASE_URL at another file"
             )
-        return StoreUnavailable(f"SQLite database {self.path}: {message}")
+        # evidence about the data: SQLite's engine answered with an error code for our
+        # statement, or the driver could not bind a value of the record
+        data_error = bool(code) or isinstance(
+            exc, (OverflowError, ValueError, sqlite3.DataError, sqlite3.IntegrityError)
+        ) or (isinstance(exc, (sqlite3.InterfaceError, sqlite3.ProgrammingError))
+              and "binding" in low)
+        if records and data_error:
+            single = str(records[0].execution_id) if len(records) == 1 else None
+            return RecordRejected(
+                f"SQLite rejected a record of {statement} ({type(exc).__name__}: {message}); "
+                "the batch is split until the record is found and quarantined with this error",
+                execution_id=single,
+            )
+        return StoreUnavailable(f"SQLite database {self.path}: {statement} failed ({message})")

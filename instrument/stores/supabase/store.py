@@ -35,6 +35,7 @@ from instrument.errors import (
 from instrument.record import ExecutionRecord
 from instrument.stores.base import ApplyResult, ExecutionFilter
 from instrument.stores.migrations import expected_version
+from instrument.stores.sqlstate import classify as classify_sqlstate
 
 __all__ = ["INGEST_FUNCTION", "SupabaseStore", "project_url"]
 
@@ -46,7 +47,9 @@ T = TypeVar("T")
 INGEST_FUNCTION = "instrument_ingest"
 SCHEMA_VERSION_TABLE = "instrument_schema_version"
 
-_DEFAULT_TIMEOUT_S = 30.0
+#: Waiting for an answer (the statement timeout plus the network timeout, as for Postgres).
+_DEFAULT_TIMEOUT_S = 40.0
+_DEFAULT_CONNECT_TIMEOUT_S = 5.0
 
 _MIGRATION_HINT = (
     "apply the logged-execution migration to your Supabase database: "
@@ -60,12 +63,14 @@ _KEY_HINT = (
     "the anon key and user tokens may not write the execution tables"
 )
 
-# PostgREST / Postgres error codes, grouped by what the pipeline should do about them.
-_SCHEMA_CODES = {"PGRST202", "PGRST204", "PGRST205", "PGRST200", "42P01", "42883", "42703",
-                 "3F000"}
-_AUTH_CODES = {"PGRST300", "PGRST301", "PGRST302", "PGRST303", "42501", "401", "403"}
-_TRANSIENT_PREFIXES = ("08", "40", "53", "57", "58", "55P03", "XX", "PGRST000", "PGRST001",
-                       "PGRST002", "PGRST003", "5")
+# PostgREST's own codes (PGRSTnnn), grouped by what the pipeline should do about them; a
+# Postgres SQLSTATE it passes on is judged like the Postgres store's (stores/sqlstate.py).
+_SCHEMA_CODES = {"PGRST200", "PGRST202", "PGRST203", "PGRST204", "PGRST205"}
+_AUTH_CODES = {"PGRST300", "PGRST301", "PGRST302", "PGRST303", "401", "403"}
+#: PostgREST cannot reach or use its database: connection, pool timeout, schema cache load.
+_DOWN_CODES = {"PGRST000", "PGRST001", "PGRST002", "PGRST003"}
+#: HTTP statuses of a non-PostgREST answer (a gateway's page) that refuse the request's body.
+_BODY_STATUSES = {"400", "413", "414", "422"}
 
 
 def project_url(database_url: str, supabase_url: str | None) -> str | None:
@@ -97,8 +102,11 @@ class SupabaseStore:
         client: Any = None,
         schema: str = "public",
         timeout_s: float = _DEFAULT_TIMEOUT_S,
+        connect_timeout_s: float = _DEFAULT_CONNECT_TIMEOUT_S,
         capture_content: bool = False,
     ) -> None:
+        """`timeout_s`: the longest wait for an answer (HTTP read/write/pool), after which the
+        request is dropped and the batch retried; `connect_timeout_s`: opening a connection."""
         if client is None and (not url or not key):
             missing = [n for n, v in (("SUPABASE_URL", url),
                                       ("SUPABASE_SERVICE_ROLE_KEY", key)) if not v]
@@ -119,6 +127,7 @@ class SupabaseStore:
         self._key = key
         self._schema = schema
         self._timeout_s = timeout_s
+        self._connect_timeout_s = connect_timeout_s
         self._capture_content = capture_content
         self._lock = threading.Lock()
         self._sync_client: Any = None
@@ -164,7 +173,7 @@ class SupabaseStore:
 
                 assert self._url is not None
                 assert self._key is not None
-                http = httpx.Client(timeout=self._timeout_s, follow_redirects=True)
+                http = httpx.Client(timeout=self._http_timeout(), follow_redirects=True)
                 options = ClientOptions(
                     schema=self._schema,
                     auto_refresh_token=False,
@@ -201,6 +210,11 @@ class SupabaseStore:
         future = asyncio.run_coroutine_threadsafe(call(), loop)
         return future.result(timeout=self._timeout_s * 2)
 
+    def _http_timeout(self) -> Any:
+        import httpx
+
+        return httpx.Timeout(self._timeout_s, connect=self._connect_timeout_s)
+
     def _derive_async_postgrest(self) -> Any:
         import httpx
         from postgrest import AsyncPostgrestClient
@@ -210,12 +224,15 @@ class SupabaseStore:
             str(src.rest_url),
             schema=src.options.schema,
             headers=dict(src.options.headers),
-            http_client=httpx.AsyncClient(timeout=self._timeout_s, follow_redirects=True),
+            http_client=httpx.AsyncClient(timeout=self._http_timeout(),
+                                          follow_redirects=True),
             retry_enabled=False,
         )
 
-    def _execute(self, build: Callable[[Any], Any]) -> Any:
-        """Build a request from the client (sync) or postgrest client (async) and run it."""
+    def _execute(self, build: Callable[[Any], Any], statement: str = "a read",
+                 records: Sequence[ExecutionRecord] = ()) -> Any:
+        """Build a request from the client (sync) or postgrest client (async) and run it;
+        `statement` names it in errors, `records` are what it applies (for RecordRejected)."""
         try:
             if self._async_source is not None:
                 async def run(pg: Any) -> Any:
@@ -227,7 +244,7 @@ class SupabaseStore:
         except (ConfigurationError, StoreUnavailable, SchemaMismatch, RecordRejected):
             raise
         except Exception as exc:  # classify every client/transport failure for the pipeline
-            raise _classify(exc, self.display_url) from exc
+            raise _classify(exc, self.display_url, statement, records) from exc
 
     # --- Store protocol -----------------------------------------------------------------
 
@@ -265,13 +282,8 @@ class SupabaseStore:
             "records": [self._payload(r) for r in records],
             "default_writers": list(default_writers),
         }
-        try:
-            resp = self._execute(lambda c: c.rpc(INGEST_FUNCTION, params))
-        except RecordRejected as exc:
-            if len(records) == 1 and exc.execution_id is None:
-                raise RecordRejected(str(exc),
-                                     execution_id=str(records[0].execution_id)) from exc
-            raise
+        resp = self._execute(lambda c: c.rpc(INGEST_FUNCTION, params),
+                             f"{INGEST_FUNCTION}(batch of {len(records)})", records)
         return _apply_result(resp.data, len(records))
 
     def _payload(self, record: ExecutionRecord) -> dict[str, Any]:
@@ -356,41 +368,67 @@ def _apply_result(data: Any, batch: int) -> ApplyResult:
     return ApplyResult(applied=batch, duplicates=0)
 
 
-def _classify(exc: Exception, where: str) -> Exception:
-    """Map a supabase/postgrest/httpx failure to StoreUnavailable/SchemaMismatch/RecordRejected."""
+def _classify(exc: Exception, where: str, statement: str = "a read",
+              records: Sequence[ExecutionRecord] = ()) -> Exception:
+    """Map a supabase/postgrest/httpx failure to StoreUnavailable/SchemaMismatch/RecordRejected.
+
+    By evidence: an error Postgres raised executing our rpc (its SQLSTATE, passed on by
+    PostgREST) or PostgREST's refusal of the request body rejects a record of the batch; no
+    answer, a gateway's 5xx page and PostgREST's "cannot reach the database" codes are
+    unavailable; keys and schema say so.
+    """
     import httpx
     from postgrest.exceptions import APIError
 
     if isinstance(exc, httpx.TimeoutException):
-        return StoreUnavailable(f"{where} timed out ({type(exc).__name__}); the batch is retried")
+        return StoreUnavailable(f"{where} did not answer {statement} in time "
+                                f"({type(exc).__name__}); the batch is retried")
     if isinstance(exc, httpx.HTTPError):
         return StoreUnavailable(
             f"cannot reach {where}: {type(exc).__name__}: {exc}; check SUPABASE_URL and the "
             "network (the batch is retried)")
     if isinstance(exc, TimeoutError):
-        return StoreUnavailable(f"{where} did not answer in time; the batch is retried")
+        return StoreUnavailable(f"{where} did not answer {statement} in time; the batch is "
+                                "retried")
+    if isinstance(exc, UnicodeError | ValueError) and records:  # the body cannot be encoded
+        return _rejected(where, statement, records, f"{type(exc).__name__}: {exc}"[:300])
     if not isinstance(exc, APIError):
-        return StoreUnavailable(f"{where} failed: {type(exc).__name__}: {exc}")
+        return StoreUnavailable(f"{where} failed: {type(exc).__name__}: {exc}"[:500])
 
     code = (exc.code or "").strip()
-    message = exc.message or ""
+    message = " ".join((exc.message or "").split())[:300]
     detail = f"{code + ': ' if code else ''}{message}"
     if exc.details and isinstance(exc.details, str) and not exc.details.lstrip().startswith("<"):
-        detail += f" ({exc.details[:300]})"
-    if code in _AUTH_CODES or (not code and "api key" in message.lower()):
+        detail += f" ({' '.join(exc.details.split())[:300]})"
+    sqlstate = code if len(code) == 5 else None  # PGRSTnnn are 8 long, HTTP statuses 3
+    verdict = classify_sqlstate(sqlstate) if sqlstate else None
+    if code in _AUTH_CODES or verdict in ("credentials", "privilege") or (
+            not code and "api key" in message.lower()):
         return StoreUnavailable(f"{where} refused the credentials ({detail}); {_KEY_HINT}")
-    if code in _SCHEMA_CODES:
+    if code in _SCHEMA_CODES or verdict == "schema":
         return SchemaMismatch(
             f"{where} is missing part of the logged-execution schema ({detail}); "
             f"{_MIGRATION_HINT}")
-    if code.startswith(("22", "23")) or code == "P0001":
-        return RecordRejected(f"{where} rejected the batch ({detail}); the record is "
-                              "quarantined")
     if code == "404":
         return StoreUnavailable(
             f"{where} answered 404 ({detail}); check that SUPABASE_URL is the project URL "
             "(https://<project>.supabase.co), without /rest/v1")
-    if code.startswith(_TRANSIENT_PREFIXES):
-        return StoreUnavailable(f"{where} is unavailable ({detail}); the batch is retried")
-    # Unknown codes: keep the records (retry) rather than quarantine data we cannot judge.
-    return StoreUnavailable(f"{where} failed ({detail}); the batch is retried")
+    rejected = verdict == "rejected" or code in _BODY_STATUSES or (
+        code.startswith("PGRST1"))  # PostgREST refused the request body
+    if rejected and records:
+        return _rejected(where, statement, records, detail)
+    if rejected:
+        return StoreUnavailable(f"{where} rejected {statement} ({detail})")
+    if code in _DOWN_CODES or verdict in ("unavailable", "retry", "no_database"):
+        return StoreUnavailable(f"{where} is unavailable: {statement} failed ({detail}); the "
+                                "batch is retried")
+    # Anything else (a gateway's 5xx or 429 page, an unknown code): keep the records and retry.
+    return StoreUnavailable(f"{where} failed: {statement} ({detail}); the batch is retried")
+
+
+def _rejected(where: str, statement: str, records: Sequence[ExecutionRecord],
+              detail: str) -> RecordRejected:
+    single = str(records[0].execution_id) if len(records) == 1 else None
+    return RecordRejected(
+        f"{where} rejected a record of {statement} ({detail}); the batch is split until the "
+        "record is found and quarantined with this error", execution_id=single)
