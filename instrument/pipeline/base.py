@@ -41,6 +41,13 @@ class PipelineStats:
     last_write_latency_ms: float | None
     breaker_state: str
     orphans_replayed: int
+    #: ``ok``; ``degraded`` (the spool cannot be written: pending records are held in memory
+    #: and it is re-created when possible); ``off`` (no spool)
+    spool_state: str = "ok"
+    #: pending records held in memory only (not in the spool: lost if the process ends)
+    memory_only: int = 0
+    #: delivery cycles that failed with an unexpected error and were retried
+    worker_errors: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -59,4 +66,4 @@ class NullPipeline:
         return True
 
     def stats(self) -> PipelineStats:
-        return PipelineStats(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, None, "closed", 0)
+        return PipelineStats(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, None, "closed", 0, "off")

@@ -53,6 +53,8 @@ class Deliverer:
         self.spool_dir = spool_dir
         self.applied = self.duplicates = self.quarantined = self.batches = 0
         self.writer_errors = 0
+        #: damaged spool bytes quarantined (a subset of `quarantined`)
+        self.damaged = 0
         self.latency_ms: float | None = None
 
     def deliver(self, entries: list[Entry], on_done: Callable[[list[Entry]], None],
@@ -73,7 +75,7 @@ class Deliverer:
                         mid = (lo + hi) // 2
                         todo += [(mid, hi), (lo, mid)]
                         continue
-                    self._quarantine(chunk, exc)
+                    self._quarantine_or_retry(chunk, exc, done)
                     done = hi
                     on_done(entries[lo:hi])
                     continue
@@ -84,11 +86,18 @@ class Deliverer:
                 self.applied += result.applied
                 self.duplicates += result.duplicates
                 self._custom(records, stop)
-            for e in chunk:
-                if e.record is None:
-                    self._quarantine([e], None)
+            self._quarantine_or_retry([e for e in chunk if e.record is None], None, done)
             done = hi
             on_done(chunk)
+
+    def _quarantine_or_retry(self, chunk: list[Entry], exc: RecordRejected | None,
+                             done: int) -> None:
+        """Quarantine `chunk`; a quarantine file that cannot be written (full disk, removed
+        directory) fails the batch after its first `done` entries, so it is retried."""
+        try:
+            self._quarantine(chunk, exc)
+        except OSError as err:
+            raise Partial(done, err) from err
 
     def _quarantine(self, chunk: list[Entry], exc: RecordRejected | None) -> None:
         for e in chunk:
@@ -96,6 +105,8 @@ class Deliverer:
             why = str(exc) if exc is not None else e.error
             quarantine(self.spool_dir, e, kind, why, self.store.display_url)
             self.quarantined += 1
+            if e.damaged is not None:
+                self.damaged += 1
             _log.error(
                 "logged-execution: quarantined execution %s (%s: %s); the rest of its batch "
                 "continues. List them with `instrument doctor` or "
@@ -136,6 +147,9 @@ class ReplayReport:
     processes: int
     skipped_live: int
     error: str | None = None
+    #: of `quarantined`: damaged stretches of spool segments (NUL bytes, a zeroed page, a torn
+    #: line) kept byte for byte in the quarantine file; reading went on after each
+    damaged: int = 0
 
 
 def replay(
@@ -193,5 +207,8 @@ def replay(
     finally:
         for o in orphans:
             o.release()
+    # what is really left on disk (damage can make the line count read at the start differ
+    # from the entries read)
+    remaining = sum(o.pending() for o in orphans if not o.done)
     return ReplayReport(deliverer.applied, deliverer.duplicates, deliverer.quarantined,
-                        total - done, len(orphans), skipped, error)
+                        remaining, len(orphans), skipped, error, deliverer.damaged)

@@ -5,6 +5,10 @@ once the in-memory queue spilled), writes each batch through a
 :class:`~instrument.pipeline.delivery.Deliverer` behind the circuit breaker, acknowledges it in
 the spool, and in between delivers what finished processes left (their segments, adopted by
 :class:`~instrument.pipeline.orphans.Adopter`).
+
+The thread never dies: an exception in a cycle (a full disk while acknowledging, a bug) is
+logged (rate limited) and the cycle is retried after a backoff, starting with the batch that was
+in flight (whatever of it was delivered is not delivered again by this process).
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from instrument.errors import SchemaMismatch
 from instrument.pipeline.base import PipelineStats
 from instrument.pipeline.delivery import Deliverer, Partial
 from instrument.pipeline.orphans import Adopter
-from instrument.pipeline.retry import BreakerStopped, CircuitBreaker, wait_for_breaker
+from instrument.pipeline.retry import Backoff, BreakerStopped, CircuitBreaker, wait_for_breaker
 from instrument.pipeline.segments import SegmentWriter
 from instrument.pipeline.spool import Entry
 from instrument.record import ExecutionRecord
@@ -72,7 +76,12 @@ class DeliveryLoop:
     _adopter: Adopter | None
     _submitted: int
     _done: int
+    _lost: int
+    _mem_only: int
+    _inflight: list[Entry]
     _retries: int
+    _worker_errors: int
+    _backoff: Backoff
     _flushing: int
     _closed: bool
     _cv: threading.Condition
@@ -83,37 +92,63 @@ class DeliveryLoop:
     _breaker: CircuitBreaker
     _deliverer: Deliverer
     _cleanup: Callable[[], None]
+    _check_spool: Callable[[], None]
+    _pending: Callable[[], int]
+    _backlog_text: Callable[[], str]
+    _ack_failed: Callable[[OSError], None]
+    _spool_suspect: bool
     stats: Callable[[], PipelineStats]
 
     def _run(self) -> None:
+        """The worker: supervised cycles until shutdown; then the pipeline's cleanup."""
+        failures = 0
+        busy: bool | None = False
         next_log = time.monotonic() + 60.0
-        busy = False
-        try:
-            while True:
+        while True:
+            try:
                 if not busy:  # let a partial batch fill up for one interval (or until kicked)
                     self._kick.wait(self.flush_interval_s)
                     self._kick.clear()
-                busy = False
-                while batch := self._take():
-                    self._deliver(batch, self._ack_own)
-                    if not self._more_ready():
-                        break
-                if self._stop.is_set():
+                busy = self._cycle()
+                if busy is None:
                     break
-                adopter = self._adopter  # finished processes' records, once ours are out
-                if adopter is not None and (entries := adopter.next_batch(self.batch_size)):
-                    self._deliver(entries, adopter.ack)
-                    busy = True
+                failures = 0
                 if time.monotonic() >= next_log:
                     next_log = time.monotonic() + 60.0
                     self._log_stats()
-        except BreakerStopped:
-            pass
-        except Exception:  # a bug in the worker must not kill delivery silently
-            _log.exception("logged-execution: the delivery worker crashed; records stay spooled")
-        finally:
-            if self._closed:
-                self._cleanup()
+            except BreakerStopped:
+                break
+            except Exception as exc:  # supervision: nothing may end delivery for good
+                failures += 1
+                self._worker_errors += 1
+                delay = self._backoff.delay(failures)
+                self._loud.log(logging.ERROR, "worker", "logged-execution: a delivery cycle "
+                               "failed (%s: %s); retrying in %.1fs; %s", type(exc).__name__,
+                               exc, delay, self._backlog_text(), exc=True)
+                self._kick.wait(delay)  # flush() and shutdown() cut the wait short
+                self._kick.clear()
+                if self._stop.is_set():
+                    break
+                busy = True
+        if self._closed:
+            self._cleanup()
+
+    def _cycle(self) -> bool | None:
+        """One pass: this process's ready batches, then one batch of a finished process's.
+        Returns whether more is ready right away, or ``None`` once stopped."""
+        self._check_spool()
+        while batch := (self._inflight or self._take()):
+            self._inflight = batch
+            self._deliver(list(batch), self._ack_inflight)
+            if not self._more_ready():
+                break
+        if self._stop.is_set():
+            return None
+        adopter = self._adopter  # finished processes' records, once ours are out
+        if adopter is not None and (entries := adopter.next_batch(self.batch_size)):
+            self._deliver(entries, adopter.ack)
+            return True
+        return False
 
     def _more_ready(self) -> bool:
         """Deliver another batch right away (else wait for the next one to fill)?"""
@@ -151,33 +186,50 @@ class DeliveryLoop:
                 if off >= stop:  # the end of a sealed segment
                     self._read_pos = (seq + 1, 0)
                     continue
+                f = w.reader(seq)  # our own descriptor: still reads if the file was deleted
             # read outside the lock: submitters never wait for our disk reads
-            entries, new_off = w.read(seq, off, self.batch_size, stop)
+            entries, new_off = w.read(seq, off, self.batch_size, stop, f)
             if not entries and new_off >= off and seq < w.seq:
+                if f is None and not w.path(seq).exists():
+                    self._spool_suspect = True  # deleted under us: the spool check counts it
                 self._read_pos = (seq + 1, 0)  # a torn tail of a sealed segment: skip it
                 continue
             self._read_pos = (seq, new_off)
             return entries
         return [Entry(s, e, r) for s, e, r in items]
 
+    def _ack_inflight(self, entries: list[Entry]) -> None:
+        """`entries`, the next part of the batch in flight, are delivered (or quarantined)."""
+        self._ack_own(entries)
+        del self._inflight[:len(entries)]
+
     def _ack_own(self, entries: list[Entry]) -> None:
         ends: dict[int, int] = {}
-        n = 0
+        n = len(entries)
+        mem_only = 0
         for e in entries:
-            n += 1
             if e.seq >= 0:
                 ends[e.seq] = max(ends.get(e.seq, 0), e.end)
+            else:
+                mem_only += 1
         w = self._writer
-        if w is not None:
-            for seq, end in ends.items():
-                w.ack(seq, end)
-        if w is not None and self._done + n == self._submitted:
-            # caught up: start a fresh segment instead of growing this one, and delete the
-            # old one *before* waking flush(), so a flushed pipeline has nothing stale on disk
+        try:
+            if w is not None:
+                for seq, end in ends.items():
+                    w.ack(seq, end)
+            if w is not None and self._pending() == n:
+                # caught up: start a fresh segment instead of growing this one, and delete the
+                # old one *before* waking flush(), so a flushed pipeline has nothing stale on
+                # disk
+                with self._lock:
+                    sealed = w.recycle() if self._pending() == n else None
+                if sealed is not None:
+                    w.ack(*sealed)
+        except OSError as exc:  # the records are in the store: count them delivered anyway
+            self._ack_failed(exc)
+        if mem_only:
             with self._lock:
-                sealed = w.recycle() if self._done + n == self._submitted else None
-            if sealed is not None:
-                w.ack(*sealed)
+                self._mem_only -= mem_only
         with self._cv:  # only this worker thread writes _done
             self._done += n
             self._cv.notify_all()
@@ -186,6 +238,7 @@ class DeliveryLoop:
         if self._writer is not None:
             self._writer.sync()
         while entries:
+            self._check_spool()  # also during an outage: the spool may vanish meanwhile
             wait_for_breaker(self._breaker, stop=self._stop, probe=self._probe,
                              flushing=self._is_flushing)
             try:
@@ -198,15 +251,15 @@ class DeliveryLoop:
                 if isinstance(p.cause, SchemaMismatch):
                     delay = self._breaker.failure(min_delay_s=_SCHEMA_RETRY_S)
                     self._loud.log(logging.ERROR, "schema", "logged-execution: %s: %s. Run "
-                                   "`instrument migrate` against it; %d records wait in the "
-                                   "spool %s (next try in %.0fs)", self._store.display_url,
-                                   p.cause, self._submitted - self._done, self.spool_dir, delay)
+                                   "`instrument migrate` against it; %s %s (next try in "
+                                   "%.0fs)", self._store.display_url, p.cause,
+                                   self._backlog_text(), self.spool_dir, delay)
                 else:
                     delay = self._breaker.failure()
                     self._loud.log(logging.WARNING, "transient", "logged-execution: writing to "
-                                   "%s failed (%s: %s); retrying in %.1fs; %d records wait in "
-                                   "the spool", self._store.display_url, type(p.cause).__name__,
-                                   p.cause, delay, self._submitted - self._done)
+                                   "%s failed (%s: %s); retrying in %.1fs; %s",
+                                   self._store.display_url, type(p.cause).__name__, p.cause,
+                                   delay, self._backlog_text())
                 self._loud.log(logging.INFO, "stats", "logged-execution delivery: %s",
                                self.stats().as_dict())
                 continue

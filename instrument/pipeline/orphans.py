@@ -44,6 +44,7 @@ class Orphan:
             if (m := SEG_RE.match(p.name)) is not None
         )
         self.offsets = {s: read_ack(self._path(s).with_suffix(".ack")) for s in self.segments}
+        self._ack_failed = False
 
     def _path(self, seq: int) -> Path:
         return segment_path(self.directory, self.owner, seq)
@@ -63,12 +64,27 @@ class Orphan:
             if entries:
                 return entries
             self.segments.pop(0)
-            remove_files(self._path(seq), self._path(seq).with_suffix(".ack"))
+            with contextlib.suppress(OSError):  # read-only: a later replay finds it empty
+                remove_files(self._path(seq), self._path(seq).with_suffix(".ack"))
         return []
 
     def ack(self, seq: int, offset: int) -> None:
+        """Entries of segment `seq` before `offset` are delivered (or quarantined).
+
+        The offset is kept in memory first: an ack file that cannot be written (a full disk)
+        only means these records are delivered again, which the store ignores, if this
+        replay stops before the segment is done (then its files are deleted)."""
         self.offsets[seq] = offset
-        write_ack(self._path(seq).with_suffix(".ack"), offset)
+        try:
+            write_ack(self._path(seq).with_suffix(".ack"), offset)
+        except OSError as exc:
+            if not self._ack_failed:
+                self._ack_failed = True
+                _log.warning("logged-execution: cannot write the acknowledgement %s (%s); "
+                             "delivery goes on, and records delivered since the last "
+                             "acknowledgement are re-sent (and ignored by the store) if this "
+                             "replay stops early. Free space in the spool directory.",
+                             self._path(seq).with_suffix(".ack"), exc)
 
     @property
     def done(self) -> bool:
@@ -79,9 +95,10 @@ class Orphan:
         if self._lock_fd is None:
             return
         if self.done:
-            for p in self.directory.glob(f"{self.owner}.*.ack"):
-                remove_files(p)
-            remove_files(self.directory / f"{self.owner}.lock")
+            with contextlib.suppress(OSError):  # read-only: only empty leftovers remain
+                for p in self.directory.glob(f"{self.owner}.*.ack"):
+                    remove_files(p)
+                remove_files(self.directory / f"{self.owner}.lock")
         os.close(self._lock_fd)
         self._lock_fd = None
 
@@ -139,7 +156,11 @@ class Adopter:
                 return []
             _log.info("logged-execution: replaying spooled records of a finished process (%s)",
                       self._orphan.owner)
-        entries = self._orphan.next_batch(limit)
+        try:
+            entries = self._orphan.next_batch(limit)
+        except OSError:  # an unreadable segment: let go, try again at the next scan
+            self.release()
+            raise
         if not entries:  # replayed to the end: look for the next one right away
             self._orphan.release()
             self._orphan = None

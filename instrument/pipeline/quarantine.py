@@ -1,11 +1,14 @@
 """Quarantine: records the store refused (and unreadable spool lines), kept with their error.
 
 They are appended to ``quarantine.jsonl`` in the spool directory (fsynced: nothing else keeps
-them), listed by :func:`quarantined` and by ``instrument doctor``.
+them), listed by :func:`quarantined` and by ``instrument doctor``. A damaged stretch of a spool
+segment (NUL bytes, a zeroed page, a torn line) is kept byte for byte (``damaged_base64``) with
+where it was (``segment``, ``offset``).
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import os
@@ -15,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from instrument.pipeline.spool import Entry
+from instrument.record import ExecutionRecord
 
 __all__ = ["QUARANTINE_FILE", "QuarantinedRecord", "quarantine", "quarantined"]
 
@@ -34,6 +38,24 @@ class QuarantinedRecord:
     store: str
     record: dict[str, Any] | None
     raw: str | None = None
+    #: the exact bytes of a damaged stretch of a spool segment (``None`` for a refused record)
+    damaged: bytes | None = None
+    #: where the damaged bytes were: the segment's sequence number and byte offset
+    segment: int | None = None
+    offset: int | None = None
+
+
+def _record_json(rec: ExecutionRecord) -> dict[str, Any]:
+    """The record as JSON for the quarantine file, even when it cannot be encoded as UTF-8.
+
+    A record that bypassed the door's cleaning (a lone surrogate in a hand-built result) fails
+    ``to_json_dict``; quarantining it must not fail too, or the batch would never be handled.
+    ``json.dumps`` escapes such characters (``\\udc80``), so the line stays valid JSON.
+    """
+    try:
+        return rec.to_json_dict()
+    except Exception:  # deliberately broad: any encoding failure falls back to Python's view
+        return rec.model_dump(mode="json")
 
 
 def quarantine(directory: Path | None, entry: Entry, error_type: str, error: str,
@@ -46,9 +68,13 @@ def quarantine(directory: Path | None, entry: Entry, error_type: str, error: str
         "error": error,
         "quarantined_at": time.time(),
         "store": store,
-        "record": rec.to_json_dict() if rec is not None else None,
+        "record": _record_json(rec) if rec is not None else None,
         "raw": entry.raw or None,
     }
+    if entry.damaged is not None:
+        item["damaged_base64"] = base64.b64encode(entry.damaged).decode("ascii")
+        item["segment"] = entry.seq
+        item["offset"] = entry.end - len(entry.damaged)
     line = json.dumps(item, separators=(",", ":")).encode() + b"\n"
     if directory is None:
         _log.error("quarantined record (spool off, kept only in this log): %s", line.decode())
@@ -80,5 +106,8 @@ def quarantined(spool_dir: Path | None) -> list[QuarantinedRecord]:
             execution_id=obj.get("execution_id"), error_type=obj.get("error_type", ""),
             error=obj.get("error", ""), quarantined_at=obj.get("quarantined_at", 0.0),
             store=obj.get("store", ""), record=obj.get("record"), raw=obj.get("raw"),
+            damaged=(base64.b64decode(obj["damaged_base64"]) if "damaged_base64" in obj
+                     else None),
+            segment=obj.get("segment"), offset=obj.get("offset"),
         ))
     return out

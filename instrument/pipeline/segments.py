@@ -27,10 +27,12 @@ import mmap
 import os
 import secrets
 from pathlib import Path
+from typing import BinaryIO
 
 from instrument.pipeline.spool import (
     Entry,
     read_entries,
+    read_from,
     remove_files,
     segment_path,
     try_lock,
@@ -49,6 +51,9 @@ SEGMENT_RECYCLE_BYTES = 4 * 1024 * 1024
 #: Each new window costs three system calls, which release the interpreter lock: a large
 #: window makes that rare (once per ~1,000 records) and bounds the mapped memory.
 MAP_WINDOW_BYTES = 1024 * 1024
+#: Sealed segments with unacknowledged records keep a read descriptor open (up to this many),
+#: so their records can still be read back if the directory is removed under us.
+SEALED_READERS = 64
 
 
 class SegmentWriter:
@@ -85,6 +90,8 @@ class SegmentWriter:
         self.sealed: dict[int, int] = {}
         #: sealed segments not fsynced yet (the worker does it; the call path never fsyncs)
         self._unsynced: list[int] = []
+        #: read descriptors of sealed, unacknowledged segments (at most SEALED_READERS)
+        self._readers: dict[int, int] = {}
         #: the mapped window of the active segment: file bytes [_base, _limit)
         self._map: mmap.mmap | None = None
         self._base = self._limit = 0
@@ -99,6 +106,8 @@ class SegmentWriter:
 
     def append(self, line: bytes) -> tuple[int, int]:
         """Write one line; returns (segment seq, end offset). Caller serializes calls."""
+        if self._fd is None:  # a new segment could not be created last time: try again
+            self._fd = self._open(self.seq)
         n = len(line)
         if self.size and self.size + n > SEGMENT_MAX_BYTES:
             self._rotate()
@@ -112,7 +121,8 @@ class SegmentWriter:
         if self._put(line) < n:
             # disk full or similar: seal this segment at its real size (a torn tail is skipped
             # by the reader) and start a fresh one, so later offsets stay exact
-            self._rotate()
+            with contextlib.suppress(OSError):  # no fresh one yet: the next append retries
+                self._rotate()
             raise OSError(errno.ENOSPC, f"spool segment {self.path(self.seq - 1)} is full")
         return self.seq, self.size
 
@@ -120,6 +130,8 @@ class SegmentWriter:
         """Write `data` at the end of the active segment, through a (new) window of the map
         when one can be had, else with pwrite. Returns the bytes that reached the file (all,
         unless the disk filled up part way); raises OSError when none did."""
+        if self._fd is None:
+            self._fd = self._open(self.seq)
         pos = self.size
         end = pos + len(data)
         if self._map_ok and (end > self._limit or self._map is None) and self._remap(end):
@@ -176,7 +188,10 @@ class SegmentWriter:
         i, n = 0, len(lines)
         while i < n:
             if self.size and self.size + len(lines[i]) > SEGMENT_MAX_BYTES:
-                self._rotate()
+                try:
+                    self._rotate()
+                except OSError:  # no next segment: the rest stays unwritten (kept in memory)
+                    return out + [(-1, 0)] * (n - i)
             j, size = i + 1, self.size + len(lines[i])  # at least one line per segment
             while j < n and size + len(lines[j]) <= SEGMENT_MAX_BYTES:
                 size += len(lines[j])
@@ -193,7 +208,8 @@ class SegmentWriter:
                 k += 1
             if k < j:  # the write failed part way: seal at the real size (the torn tail is
                 # skipped by readers) and give the rest one more try each, as single appends
-                self._rotate()
+                with contextlib.suppress(OSError):  # no next segment: append retries it
+                    self._rotate()
                 for line in lines[k:]:
                     try:
                         out.append(self.append(line))
@@ -204,8 +220,12 @@ class SegmentWriter:
         return out
 
     def _rotate(self) -> None:
-        assert self._fd is not None
-        self._seal()
+        """Seal the active segment and start the next one. When the next one cannot be
+        created (no space, the directory removed) this raises OSError and the next append
+        tries again."""
+        fd = self._seal(keep=len(self._readers) < SEALED_READERS)
+        if fd is not None:
+            self._readers[self.seq] = fd
         self.sealed[self.seq] = self.size
         self._unsynced.append(self.seq)
         self.seq += 1
@@ -213,14 +233,18 @@ class SegmentWriter:
         self._map_ok = self.mapped
         self._fd = self._open(self.seq)
 
-    def _seal(self) -> None:
-        """Unmap the active segment, cut its reserved tail off, and close it."""
+    def _seal(self, *, keep: bool = False) -> int | None:
+        """Unmap the active segment and cut its reserved tail off; close it, or return its
+        descriptor when `keep` (to read it back later)."""
         fd, self._fd = self._fd, None
         self._unmap()
         if fd is not None:
             with contextlib.suppress(OSError):
                 os.ftruncate(fd, self.size)
+            if keep:
+                return fd
             os.close(fd)
+        return None
 
     def recycle(self) -> tuple[int, int] | None:
         """Seal a large, fully acknowledged active segment; caller holds the submit lock and
@@ -252,23 +276,68 @@ class SegmentWriter:
         sealed = self.sealed.get(seq)
         if sealed is not None and offset >= sealed:
             del self.sealed[seq]
+            self._close_reader(seq)
             remove_files(self.path(seq), self.path(seq).with_suffix(".ack"))
             return
         write_ack(self.path(seq).with_suffix(".ack"), offset)
 
-    def read(self, seq: int, offset: int, limit: int, stop: int) -> tuple[list[Entry], int]:
-        return read_entries(self.path(seq), seq, offset, limit, stop)
+    def _close_reader(self, seq: int) -> None:
+        fd = self._readers.pop(seq, None)
+        if fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+    def reader(self, seq: int) -> BinaryIO | None:
+        """An open file on segment `seq` through this writer's own descriptor (it still reads
+        after the file was deleted), or ``None``. Call it where the writer cannot rotate
+        concurrently (under the submit lock); the caller closes the file."""
+        fd = self._fd if seq == self.seq else self._readers.get(seq)
+        if fd is None:
+            return None
+        return os.fdopen(os.dup(fd), "rb")
+
+    def read(self, seq: int, offset: int, limit: int, stop: int,
+             f: BinaryIO | None = None) -> tuple[list[Entry], int]:
+        """Entries of segment `seq` in [offset, stop): through `f` (see :meth:`reader`) when
+        given, else by path."""
+        if f is None:
+            return read_entries(self.path(seq), seq, offset, limit, stop)
+        with f:
+            return read_from(f, seq, offset, limit, stop)
+
+    def read_rest(self, seq: int, offset: int) -> list[Entry]:
+        """Every entry from (seq, offset) to the end of the active segment, through this
+        writer's descriptors where it has them. Caller holds the submit lock."""
+        out: list[Entry] = []
+        for s in range(seq, self.seq + 1):
+            stop = self.size if s == self.seq else self.sealed.get(s, 0)
+            start = offset if s == seq else 0
+            if start < stop:
+                out += self.read(s, start, 1 << 62, stop, self.reader(s))[0]
+        return out
+
+    def removed(self) -> bool:
+        """True when this writer's files are gone (its directory removed, or its active
+        segment or lock file deleted). Caller holds the submit lock."""
+        try:
+            if self._fd is not None and os.fstat(self._fd).st_nlink == 0:
+                return True
+            return not (self.directory / f"{self.owner}.lock").exists()
+        except OSError:
+            return True
 
     def close(self, *, all_acked: bool) -> None:
         """Stop writing; delete our files when nothing is pending, then release the lock."""
         self._seal()
         if all_acked:
-            for seq in [*self.sealed, self.seq]:
-                remove_files(self.path(seq), self.path(seq).with_suffix(".ack"))
-            self.sealed.clear()
-            remove_files(self.directory / f"{self.owner}.lock")
-            with contextlib.suppress(OSError):
+            with contextlib.suppress(OSError):  # read-only or removed: nothing to clean
+                for seq in [*self.sealed, self.seq]:
+                    remove_files(self.path(seq), self.path(seq).with_suffix(".ack"))
+                remove_files(self.directory / f"{self.owner}.lock")
                 self.directory.rmdir()  # only succeeds when no other process uses it
+            self.sealed.clear()
+        for seq in list(self._readers):
+            self._close_reader(seq)
         if self._lock_fd is not None:
             os.close(self._lock_fd)
             self._lock_fd = None
@@ -280,8 +349,9 @@ class SegmentWriter:
         if m is not None:
             with contextlib.suppress(OSError, ValueError):
                 m.close()  # unmaps the child's copy only
-        for fd in (self._fd, self._lock_fd):
+        for fd in (self._fd, self._lock_fd, *self._readers.values()):
             if fd is not None:
                 with contextlib.suppress(OSError):
                     os.close(fd)  # closing our copy never releases the parent's flock
         self._fd = self._lock_fd = None
+        self._readers.clear()

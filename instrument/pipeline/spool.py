@@ -30,7 +30,7 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import orjson as _orjson
 from pydantic import BaseModel
@@ -46,6 +46,7 @@ __all__ = [
     "encode",
     "read_ack",
     "read_entries",
+    "read_from",
     "remove_files",
     "segment_path",
     "spool_usage",
@@ -73,25 +74,41 @@ def encode(record: ExecutionRecord) -> bytes:
 
     orjson (about 2.5x faster than pydantic's serializer here, and on the call path in the
     default write-through mode) with pydantic as the fallback for anything orjson refuses
-    (a huge int, a non-string key); both decode to the same record (tested).
+    (a huge int, a non-string key); both decode to the same record (tested). Text that has no
+    UTF-8 form (a lone surrogate in a record built around the decorator's cleaning) is written
+    as a JSON escape by the standard library, so the record is kept as it is and the store,
+    not the spool, decides about it.
     """
     try:
         return _orjson.dumps({"schema_version": record.schema_version, "record": record},
                              default=_fields, option=_orjson.OPT_APPEND_NEWLINE)
     except TypeError:  # orjson.JSONEncodeError is a TypeError
-        body = record.model_dump_json()
-        return b'{"schema_version":%d,"record":%s}\n' % (record.schema_version, body.encode())
+        try:
+            body = record.model_dump_json().encode()
+        except ValueError:  # PydanticSerializationError: text that cannot be UTF-8 encoded
+            body = json.dumps(record.model_dump(mode="json"), separators=(",", ":")).encode()
+        return b'{"schema_version":%d,"record":%s}\n' % (record.schema_version, body)
 
 
 @dataclass(slots=True)
 class Entry:
-    """One spooled record read back (``record`` is ``None`` for an unreadable line)."""
+    """One spooled record read back (``record`` is ``None`` for an unreadable line).
+
+    ``damaged`` holds the exact bytes of a damaged stretch of a segment (NUL bytes, a zeroed
+    page, a torn line) that the reader skipped to resync at the next line; they go to the
+    quarantine as they are.
+    """
 
     seq: int
     end: int
     record: ExecutionRecord | None
     raw: str = ""
     error: str = ""
+    damaged: bytes | None = None
+
+
+#: how every spool line starts (``encode``): where the reader resyncs inside a damaged line
+_LINE_START = b'{"schema_version":'
 
 
 def _decode(seq: int, end: int, line: bytes) -> Entry:
@@ -104,7 +121,32 @@ def _decode(seq: int, end: int, line: bytes) -> Entry:
                          f"spooled schema_version {version!r}; this SDK reads {SCHEMA_VERSION}")
         return Entry(seq, end, ExecutionRecord.model_validate(obj["record"]))
     except Exception as exc:  # a torn or corrupted line is quarantined, never fatal
-        return Entry(seq, end, None, text, f"unreadable spool entry: {exc}")
+        return Entry(seq, end, None, text, f"unreadable spool entry: {exc}", damaged=line)
+
+
+def _decode_line(seq: int, start: int, data: bytes) -> list[Entry]:
+    """The entries of one line: `data` is the segment's bytes [start, start + len(data)).
+
+    A line that does not decode is damage (NUL bytes, a zeroed page, the torn head of a line
+    followed by the next one): the last whole record in it, if any, is still read (resync at
+    a line start), and the bytes before it are one damaged entry.
+    """
+    end = start + len(data)
+    line = data[:-1] if data.endswith(b"\n") else data
+    entry = _decode(seq, end, line)
+    if entry.damaged is None:
+        return [entry]
+    entry.damaged = data  # the bytes as they are on disk
+    k = line.find(_LINE_START, 1)
+    while k > 0:
+        tail = _decode(seq, end, line[k:])
+        if tail.record is not None:
+            head = _decode(seq, start + k, line[:k].strip(b"\0"))  # a zeroed newline
+            if head.record is None:
+                head = _decode(seq, start + k, line[:k])
+            return [head, tail]
+        k = line.find(_LINE_START, k + 1)
+    return [entry]
 
 
 def read_entries(path: Path, seq: int, offset: int, limit: int, stop: int | None = None
@@ -114,31 +156,45 @@ def read_entries(path: Path, seq: int, offset: int, limit: int, stop: int | None
     A trailing line without a newline is returned as unreadable only when `stop` is ``None``
     (the segment's writer is dead); otherwise it is still being written and is left alone.
     """
-    entries: list[Entry] = []
     try:
         f = path.open("rb")
     except FileNotFoundError:
-        return entries, offset
+        return [], offset
     with f:
-        f.seek(offset)
-        pos = offset
-        while len(entries) < limit:
-            if stop is not None and pos >= stop:
+        return read_from(f, seq, offset, limit, stop)
+
+
+def read_from(f: BinaryIO, seq: int, offset: int, limit: int, stop: int | None = None
+              ) -> tuple[list[Entry], int]:
+    """:func:`read_entries` from an open segment file.
+
+    Damage never stops the reader: a line that does not decode (NUL bytes in it, a zeroed
+    page, a torn line) becomes an unreadable entry carrying its bytes, and reading goes on at
+    the next line. Only a dead writer's NUL tail (NUL bytes from some point to the end of the
+    file, no newline after them) ends the data.
+    """
+    entries: list[Entry] = []
+    f.seek(offset)
+    pos = offset
+    while len(entries) < limit:
+        if stop is not None and pos >= stop:
+            break
+        line = f.readline() if stop is None else f.readline(stop - pos)
+        if not line:
+            break
+        if not line.endswith(b"\n"):
+            if stop is not None:
+                break  # still being written
+            nul = line.find(b"\0")
+            if nul >= 0 and not line[nul:].strip(b"\0"):
+                # the unwritten tail of a dead writer's window; a line torn by the crash
+                # may precede it
+                if nul:
+                    entries += _decode_line(seq, pos, line[:nul])
+                    pos += nul
                 break
-            line = f.readline() if stop is None else f.readline(stop - pos)
-            if not line:
-                break
-            if not line.endswith(b"\n") and stop is not None:
-                break
-            if stop is None and b"\0" in line:  # the unwritten tail of a dead writer's window
-                line = line[:line.index(b"\0")]
-                if not line:
-                    break
-                entries.append(_decode(seq, pos + len(line), line))  # torn by the crash
-                pos += len(line)
-                break
-            pos += len(line)
-            entries.append(_decode(seq, pos, line.rstrip(b"\n")))
+        entries += _decode_line(seq, pos, line)
+        pos += len(line)
     return entries, pos
 
 

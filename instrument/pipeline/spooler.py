@@ -75,8 +75,6 @@ class DeferredSpooling:
         """
         if not self._intake:
             return
-        writer = self._writer
-        assert writer is not None  # deferred mode needs the spool
         with self._intake_lock:
             pop = self._intake.popleft
             records: list[ExecutionRecord] = []
@@ -103,8 +101,10 @@ class DeferredSpooling:
                     return
                 if not records:
                     return
-                positions = writer.append_many(lines)
-                if any(seq < 0 for seq, _ in positions):
+                writer = self._writer  # None while the spool is degraded (recovery.py)
+                positions = (writer.append_many(lines) if writer is not None
+                             else [(-1, 0)] * len(records))
+                if writer is not None and any(seq < 0 for seq, _ in positions):
                     self._spool_write_failed()
                 for record, (seq, end) in zip(records, positions, strict=True):
                     self._enqueue_locked(record, seq, end)

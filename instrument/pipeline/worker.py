@@ -10,6 +10,10 @@ blocks. The worker thread (:mod:`instrument.pipeline.loop`) batches by size and 
 each batch through the store in one transaction, then through the custom writers, and
 acknowledges it in the spool.
 
+A spool that cannot be written degrades to a bounded in-memory queue and is re-created when
+possible (:mod:`instrument.pipeline.recovery`); the worker thread is supervised and never dies
+(:mod:`instrument.pipeline.loop`).
+
 Failures: transient ones (StoreUnavailable, anything unknown) are retried with exponential
 backoff and jitter behind a circuit breaker (:mod:`instrument.pipeline.retry`); RecordRejected
 bisects the batch and quarantines only the refused record(s); SchemaMismatch keeps everything
@@ -36,6 +40,7 @@ from instrument.pipeline.delivery import Deliverer
 from instrument.pipeline.forks import ForkSafety
 from instrument.pipeline.loop import DeliveryLoop, RateLimitedLog
 from instrument.pipeline.orphans import Adopter
+from instrument.pipeline.recovery import SPOOL_RETRY_S, SpoolRecovery
 from instrument.pipeline.retry import Backoff, CircuitBreaker
 from instrument.pipeline.segments import SegmentWriter
 from instrument.pipeline.spool import encode, spool_usage
@@ -49,7 +54,7 @@ __all__ = ["DeliveryPipeline"]
 _log = logging.getLogger(__name__)
 
 
-class DeliveryPipeline(DeliveryLoop, DeferredSpooling, ForkSafety):
+class DeliveryPipeline(DeliveryLoop, SpoolRecovery, DeferredSpooling, ForkSafety):
     """The production pipeline: spool, bounded queue, batching worker, retries, quarantine."""
 
     def __init__(
@@ -67,9 +72,11 @@ class DeliveryPipeline(DeliveryLoop, DeferredSpooling, ForkSafety):
         backoff: Backoff | None = None,
         spool_mode: str = "write-through",
         spool_interval_s: float = DEFERRED_SPOOL_INTERVAL_S,
+        spool_retry_s: float = SPOOL_RETRY_S,
     ) -> None:
         """`store_factory` opens a store like `store` (a forked child needs its own; without
-        one the child shares the parent's). `spool_dir` ``None``: no spool (memory only)."""
+        one the child shares the parent's). `spool_dir` ``None``: no spool (memory only).
+        `spool_retry_s`: how often a spool that cannot be used is tried again."""
         self.writers = tuple(writers)
         self.custom_writers = tuple(custom_writers)
         self.batch_size = batch_size
@@ -79,6 +86,7 @@ class DeliveryPipeline(DeliveryLoop, DeferredSpooling, ForkSafety):
         self.orphan_scan_s = orphan_scan_s
         self.spool_mode = spool_mode
         self.spool_interval_s = spool_interval_s
+        self.spool_retry_s = spool_retry_s
         self._store_factory = store_factory
         self._backoff = backoff or Backoff()
         self._closed = False
@@ -100,9 +108,12 @@ class DeliveryPipeline(DeliveryLoop, DeferredSpooling, ForkSafety):
         #: is failing (no point holding an outage's backlog in RAM when it is on disk anyway)
         self._mem_limit = self.queue_size
         self._read_pos = (0, 0)
-        self._submitted = self._done = 0
+        self._submitted = self._done = self._lost = self._mem_only = 0
+        self._inflight = []
         self._dropped = self._dropped_unreported = self._spilled = 0
-        self._retries = 0
+        self._retries = self._worker_errors = 0
+        self._next_spool_check = time.monotonic() + self.spool_retry_s
+        self._spool_suspect = False
         self._flushing = 0
         self._cv = threading.Condition()
         self._kick = threading.Event()
@@ -119,10 +130,11 @@ class DeliveryPipeline(DeliveryLoop, DeferredSpooling, ForkSafety):
         if self.spool_dir is not None:
             try:
                 self._writer = SegmentWriter(self.spool_dir)
-            except OSError:
-                _log.warning("logged-execution: cannot use spool directory %s; records are kept "
-                             "in memory only (bounded, drops counted)", self.spool_dir,
-                             exc_info=True)
+            except OSError as exc:
+                _log.warning("logged-execution: cannot use spool directory %s (%s); records are "
+                             "kept in memory only (at most INSTRUMENT_QUEUE_SIZE, drops counted) "
+                             "and the directory is tried again every %.0fs", self.spool_dir,
+                             exc, self.spool_retry_s)
             else:
                 self._adopter = Adopter(self.spool_dir, exclude=self._writer.owner,
                                         scan_s=self.orphan_scan_s)
@@ -152,9 +164,8 @@ class DeliveryPipeline(DeliveryLoop, DeferredSpooling, ForkSafety):
 
     def _accept(self, record: ExecutionRecord) -> None:
         """Spool the record (when the spool is on) and queue it in memory, or spill it."""
-        writer = self._writer
         try:
-            line = encode(record) if writer is not None else b""
+            line = encode(record) if self._writer is not None else b""
         except Exception:
             with self._lock:
                 self._drop("the record could not be serialized to JSON")
@@ -164,16 +175,13 @@ class DeliveryPipeline(DeliveryLoop, DeferredSpooling, ForkSafety):
                 self._drop("a record was submitted after shutdown()")
                 return
             seq, end = -1, 0
-            if writer is not None:
+            writer = self._writer  # read under the lock: the worker may replace it
+            if writer is not None and line:
                 try:
                     seq, end = writer.append(line)
                 except OSError:
                     self._spool_write_failed()
             self._enqueue_locked(record, seq, end)
-
-    def _spool_write_failed(self) -> None:
-        self._loud.log(logging.ERROR, "spool-write", "logged-execution: spool write failed; "
-                       "keeping records in memory", exc=True)
 
     def _enqueue_locked(self, record: ExecutionRecord, seq: int, end: int) -> None:
         """Queue a record that is at (seq, end) in the spool (seq -1: not spooled)."""
@@ -188,6 +196,8 @@ class DeliveryPipeline(DeliveryLoop, DeferredSpooling, ForkSafety):
             return
         else:
             self._mem.append((seq, end, record))
+            if seq < 0:
+                self._mem_only += 1
         self._submitted += 1
         if len(self._mem) == self.batch_size:
             self._kick.set()
@@ -213,12 +223,12 @@ class DeliveryPipeline(DeliveryLoop, DeferredSpooling, ForkSafety):
             self._probe.set()
             self._kick.set()
             with self._cv:
-                while self._done < target and self._thread.is_alive():
+                while self._done + self._lost < target and self._thread.is_alive():
                     left = deadline - time.monotonic()
                     if left <= 0:
                         break
                     self._cv.wait(min(left, 0.5))
-                ok = self._done >= target
+                ok = self._done + self._lost >= target
         finally:
             with self._cv:
                 self._flushing -= 1
@@ -255,29 +265,34 @@ class DeliveryPipeline(DeliveryLoop, DeferredSpooling, ForkSafety):
         # records handed over after shutdown's last drain: spooled records are replayed later;
         # after close they are dropped, which is counted and logged (never silent)
         self._drain_intake()
-        pending = self._submitted - self._done
+        pending = self._pending()
+        mem_only = min(self._mem_only, pending)
+        spooled = pending - mem_only
         if self._writer is not None:
-            self._writer.close(all_acked=pending == 0)
-        elif pending:
-            _log.error("logged-execution: %d records were not delivered and are lost (the "
-                       "spool is off)", pending)
+            self._writer.close(all_acked=spooled == 0)
+        if mem_only:
+            why = ("the spool is off" if self.spool_dir is None else
+                   f"they were held in memory only: the spool {self.spool_dir} could not be "
+                   "written")
+            _log.error("logged-execution: %d records were not delivered and are lost (%s)",
+                       mem_only, why)
         if self._adopter is not None:
             self._adopter.release()
         try:
             self._store.close()
         except Exception:  # closing a dead connection may fail; nothing is left to lose
             _log.debug("store close failed", exc_info=True)
-        if pending and self._writer is not None:
+        if spooled and self._writer is not None:
             _log.warning("logged-execution: %d records not yet written to %s stay in the spool "
                          "%s and are replayed on the next start (or `instrument replay`)",
-                         pending, self._store.display_url, self.spool_dir)
+                         spooled, self._store.display_url, self.spool_dir)
 
     def stats(self) -> PipelineStats:
         d = self._deliverer
         _, size = spool_usage(self.spool_dir)
         return PipelineStats(
             queue_depth=len(self._mem) + len(self._intake),
-            spool_records=self._submitted - self._done if self._writer is not None else 0,
+            spool_records=max(0, self._pending() - self._mem_only),
             spool_bytes=size,
             submitted=self._submitted,
             delivered=self._done,
@@ -291,4 +306,8 @@ class DeliveryPipeline(DeliveryLoop, DeferredSpooling, ForkSafety):
             last_write_latency_ms=d.latency_ms,
             breaker_state=self._breaker.state,
             orphans_replayed=self._adopter.replayed if self._adopter is not None else 0,
+            spool_state=("off" if self.spool_dir is None else
+                         "ok" if self._writer is not None else "degraded"),
+            memory_only=self._mem_only,
+            worker_errors=self._worker_errors,
         )

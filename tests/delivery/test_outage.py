@@ -89,8 +89,9 @@ def test_postgres_outage_during_10000_executions_loses_and_duplicates_nothing(
 
 @logged_execution(engine="mapping", agent_id="agent")
 def _maybe_poison(agent: str, tokens: int) -> ExecutionResult:
-    # an ExecutionResult passes through the adapter as is (a dict would be sanitized first)
-    return ExecutionResult(success=True, tokens=TokenUsage(total_tokens=tokens))
+    # an ExecutionResult passes through the adapter as is (a dict would be sanitized first);
+    # model_construct skips the record's own range check, so the database is what refuses it
+    return ExecutionResult(success=True, tokens=TokenUsage.model_construct(total_tokens=tokens))
 
 
 def test_poison_record_is_quarantined_while_its_batch_lands(store_url: str, tmp_path: Path
@@ -223,3 +224,33 @@ def test_spool_write_failures_fall_back_to_memory_without_losing_records(
     assert sorted(ids) == sorted(started)
     assert logs == 400
     assert runs == 400
+
+
+def test_a_record_that_bypassed_the_door_with_a_lone_surrogate_is_quarantined(
+        store_url: str, tmp_path: Path) -> None:
+    """A hand-built record with text that cannot be UTF-8 encoded: the store refuses it, and
+    quarantining it must not fail in turn (its JSON escapes the surrogate)."""
+    from instrument.pipeline import DeliveryPipeline
+    from instrument.record import ErrorInfo
+    from instrument.stores import open_store
+    from tests.delivery.helpers import make_record
+
+    spool = tmp_path / "spool"
+    good = [make_record("agent") for _ in range(5)]
+    bad = make_record("agent").model_copy(update={"result": ExecutionResult.model_construct(
+        success=False, error=ErrorInfo.model_construct(type="X", message="bad \udc80 text"))})
+    pipe = DeliveryPipeline(open_store(store_url), writers=("executions", "logs", "stats"),
+                            spool_dir=spool, flush_interval_s=0.05)
+    try:
+        for r in [*good[:2], bad, *good[2:]]:
+            pipe.submit(r)
+        assert pipe.flush(30)
+    finally:
+        pipe.shutdown(10)
+    ids, logs, _ = effects(store_url)
+    assert sorted(ids) == sorted(str(r.execution_id) for r in good)
+    assert logs == 5
+    (q,) = quarantined(spool)
+    assert q.execution_id == str(bad.execution_id)
+    assert q.record is not None
+    assert q.record["result"]["error"]["message"] == "bad \udc80 text"
