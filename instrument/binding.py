@@ -7,6 +7,8 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import Any, Final, Union
 
+from instrument.record import MAX_KEY_CHARS, bounded_key, bounded_text, exception_text
+
 __all__ = ["ArgumentPlan", "FieldSpec", "Literal_", "compile_field", "literal"]
 
 _log = logging.getLogger("instrument")
@@ -88,10 +90,29 @@ class ArgumentPlan:
         return mapping
 
 
-def _as_text(value: Any) -> str | None:
+def _as_text(value: Any, owner_plan: Any, field: str) -> str | None:
+    """The field's value as stored: bounded, valid text (:func:`~instrument.record.bounded_key`).
+
+    A value whose ``__str__`` raises gives ``None`` and one warning per function and field:
+    the call is still recorded.
+    """
     if value is None or value is _MISSING:
         return None
-    return value if isinstance(value, str) else str(value)
+    if type(value) is str and len(value) <= MAX_KEY_CHARS and value.isascii():
+        return value  # the common case: nothing to check
+    try:
+        return bounded_key(value if isinstance(value, str) else str(value))
+    except Exception as exc:  # a hostile __str__ is the caller's data, never our error
+        _warn_once(owner_plan, field, f"{field}: str() of a {_type_name(value)} raised "
+                                      f"{type(exc).__name__}")
+        return None
+
+
+def _type_name(value: Any) -> str:
+    try:
+        return type(value).__qualname__
+    except Exception:  # a hostile metaclass; the name is only used in a warning
+        return "object"
 
 
 def compile_field(plan: ArgumentPlan, field: str, spec: FieldSpec) -> Getter:
@@ -99,7 +120,7 @@ def compile_field(plan: ArgumentPlan, field: str, spec: FieldSpec) -> Getter:
     if spec is None:
         return _none
     if isinstance(spec, Literal_):
-        value = spec.value
+        value = _as_text(spec.value, _DecorationTime(plan.owner), field)  # once
 
         def const(_i: Any, _a: tuple[Any, ...], _k: dict[str, Any], _p: Any) -> str | None:
             return value
@@ -110,10 +131,12 @@ def compile_field(plan: ArgumentPlan, field: str, spec: FieldSpec) -> Getter:
 
         def call(i: Any, a: tuple[Any, ...], k: dict[str, Any], p: Any) -> str | None:
             try:
-                return _as_text(fn(plan.bound(i, a, k)))
+                value = fn(plan.bound(i, a, k))
             except Exception as exc:  # a user callable that fails yields None, never an error
-                _warn_once(p, field, f"{field}= callable raised {type(exc).__name__}: {exc}")
+                _warn_once(p, field, f"{field}= callable raised {type(exc).__name__}: "
+                                     f"{bounded_text(exception_text(exc), 200)}")
                 return None
+            return _as_text(value, p, field)
 
         return call
     if not isinstance(spec, str) or not spec:
@@ -144,9 +167,19 @@ def compile_field(plan: ArgumentPlan, field: str, spec: FieldSpec) -> Getter:
         if obj is _MISSING:
             _warn_once(p, field, f"{field}={spec!r} did not resolve in a call")
             return None
-        return _as_text(obj)
+        return _as_text(obj, p, field)
 
     return path
+
+
+class _DecorationTime:
+    """Stands for the function's plan while that is being built (warnings are per function)."""
+
+    __slots__ = ("qualname", "warned")
+
+    def __init__(self, qualname: str) -> None:
+        self.qualname = qualname
+        self.warned: set[str] = set()
 
 
 def _none(_i: Any, _a: tuple[Any, ...], _k: dict[str, Any], _p: Any) -> None:

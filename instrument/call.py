@@ -20,10 +20,14 @@ from instrument.context import _AMBIENT, _CURRENT, ExecutionContext
 from instrument.guard import internal_error
 from instrument.plan import PREBUILT, Plan, unrecognized
 from instrument.record import (
+    MAX_MESSAGE_CHARS,
+    MAX_RESPONSE_CHARS,
     SCHEMA_VERSION,
     ErrorInfo,
     ExecutionRecord,
     ExecutionResult,
+    bounded_key,
+    bounded_text,
     construct,
     exception_text,
     failed_result,
@@ -140,8 +144,10 @@ class Call:
                 ) -> tuple[Adapter | None, ExecutionResult]:
         """The record of an executor that raised: what its engine measured before failing
         (an adapter's optional ``normalize_error``), else nothing but the error itself."""
-        error = construct(ErrorInfo, {"type": type(exc).__name__,
-                                      "message": self.rt.redactor.text(exception_text(exc))})
+        # Cut first, then mask what is kept: a 50 MB message costs a slice, not a scan.
+        message = bounded_text(exception_text(exc), MAX_MESSAGE_CHARS)
+        error = construct(ErrorInfo, {"type": bounded_key(type(exc).__name__),
+                                      "message": self.rt.redactor.text(message)})
         plan = self.plan
         known = known or plan.adapter
         candidates = (known,) if known is not None else registry.error_adapters()
@@ -193,7 +199,8 @@ class Call:
                 err,
                 strict_raise=False,
             )
-            message = self.rt.redactor.text(f"{type(err).__name__}: {err}")[:2000]
+            message = self.rt.redactor.text(
+                bounded_text(f"{type(err).__name__}: {exception_text(err)}", 2000))
             return adapter, unmeasured_result(True, extras={"normalization_error": message})
 
     def _emit(
@@ -208,20 +215,29 @@ class Call:
         to_spans = rt.settings.content_to_spans if capture is None else capture
         to_db = rt.settings.content_to_db if capture is None else capture
         update: dict[str, Any] = {}  # one copy of the result at most, and none when clean
-        if result.response is not None and not (to_spans or to_db):
-            update["response"] = None
-        if result.extras and id(result) not in PREBUILT:
-            extras = rt.redactor.json(result.extras)
+        redactor = rt.redactor
+        if result.response is not None:
+            if not (to_spans or to_db):
+                update["response"] = None
+            else:  # masked once, here, for every sink: the span, the spool, stores, writers
+                response = redactor.text(bounded_text(result.response, MAX_RESPONSE_CHARS))
+                if response is not result.response:  # both steps return their input when clean
+                    update["response"] = response
+        if result.extras and id(result) not in PREBUILT:  # tool arguments live here too
+            extras = redactor.json(result.extras)
             if extras is not result.extras:  # the redactor returns its input when clean
                 update["extras"] = extras
         if result.error is not None and exc is None:
-            message = rt.redactor.text(result.error.message)
-            if message != result.error.message:
-                update["error"] = ErrorInfo.model_construct(type=result.error.type,
-                                                            message=message)
+            error = result.error
+            message = redactor.text(bounded_text(error.message, MAX_MESSAGE_CHARS))
+            error_type = bounded_key(error.type)
+            if message is not error.message or error_type is not error.type:
+                update["error"] = construct(ErrorInfo, {"type": error_type, "message": message})
         if result.tool_calls and any(c.error for c in result.tool_calls):  # persisted too
             update["tool_calls"] = [
-                c.model_copy(update={"error": rt.redactor.text(c.error)}) if c.error else c
+                c.model_copy(update={
+                    "error": redactor.text(bounded_text(c.error, MAX_MESSAGE_CHARS))})
+                if c.error else c
                 for c in result.tool_calls]
         if update:
             result = result.model_copy(update=update)
@@ -268,8 +284,13 @@ def begin(plan: Plan, instance: Any, args: tuple[Any, ...], kwargs: dict[str, An
             return None
         if not plan.writers_checked:
             plan.check_writers(rt.settings.writers, rt.settings.custom_writers)
-        return Call(plan, rt, instance, args, kwargs)
-    except Exception as err:  # a broken pre-step must never stop the executor from running
-        runtime.note_unrecorded()
+    except Exception as err:  # a broken configuration must never stop the executor running
+        runtime.note_unrecorded()  # flush() reports it as the configuration error it is
         internal_error("preparing the execution failed", err)
+        return None
+    try:
+        return Call(plan, rt, instance, args, kwargs)
+    except Exception as err:  # our own bug: the executor still runs, unrecorded, and we say so
+        internal_error(f"preparing the record of a call to {plan.qualname} failed; that call "
+                       "is not recorded", err)
         return None

@@ -2,18 +2,37 @@
 
 `None` always means "not measured". Writers and the intensity score treat it as unknown,
 never as zero, so an engine that does not report a number never gets a made-up one.
+
+The record is bounded at the door (see docs/reliability.md, "Faults and what the SDK does"):
+
+* text is valid Unicode: a lone surrogate, which no UTF-8 encoder accepts, becomes U+FFFD
+  (:func:`clean_text`);
+* identity values and names are at most :data:`MAX_KEY_CHARS` characters; a longer one is kept
+  whole as a prefix and its SHA-256 (:func:`bounded_key`), so it still groups and fits every
+  index; error messages and response text are cut at :data:`MAX_MESSAGE_CHARS` /
+  :data:`MAX_RESPONSE_CHARS` (:func:`bounded_text`) before anything scans them;
+* a count outside ``0 ..`` :data:`MAX_COUNT` (a negative token count, say) is refused: it
+  becomes ``None`` (unmeasured), with a log line naming the field.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
+import re
+import time
 from datetime import datetime
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, Final, Literal, TypeVar
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, JsonValue, ValidationInfo
 
 __all__ = [
+    "MAX_COUNT",
+    "MAX_KEY_CHARS",
+    "MAX_MESSAGE_CHARS",
+    "MAX_RESPONSE_CHARS",
     "SCHEMA_VERSION",
     "ErrorInfo",
     "ExecutionRecord",
@@ -23,24 +42,127 @@ __all__ = [
     "TokenUsage",
     "ToolCall",
     "WorkflowShape",
+    "bounded_key",
+    "bounded_text",
+    "clean_text",
 ]
+
+_log = logging.getLogger(__name__)
 
 #: Version of the record layout. Bumped on any incompatible change; spooled records carry it.
 SCHEMA_VERSION: Literal[1] = 1
+
+#: Longest identity value or name kept as is (agent_id, user_id, agent_name, session_id,
+#: execution_type, the operation name). 256 characters are at most 1 KiB of UTF-8, well
+#: inside a PostgreSQL btree entry (about 2,700 bytes).
+MAX_KEY_CHARS: Final = 256
+#: Longest error message kept (an exception's text, a tool call's error); 64 Ki characters.
+MAX_MESSAGE_CHARS: Final = 65_536
+#: Longest response text kept when content capture is on; 64 Ki characters.
+MAX_RESPONSE_CHARS: Final = 65_536
+#: Largest count a store can hold (a signed 64-bit integer: PostgreSQL ``bigint``).
+MAX_COUNT: Final = 2**63 - 1
+
+_SURROGATE: Final = re.compile("[\ud800-\udfff]")
+_ELLIPSIS: Final = "\u2026"
+_DIGEST_CHARS: Final = 64  # sha256, hex
+
+
+def clean_text(value: str) -> str:
+    """`value` as a plain ``str`` that every UTF-8 encoder accepts: each lone surrogate (what
+    ``surrogateescape`` decoding or a broken JSON parser leaves behind) becomes U+FFFD."""
+    if type(value) is not str:
+        value = str.__str__(value)  # a str subclass may override slicing or encoding
+    if value.isascii():
+        return value
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return _SURROGATE.sub("\ufffd", value)
+    return value
+
+
+def bounded_key(value: str) -> str:
+    """An identity value or name as stored: clean text of at most :data:`MAX_KEY_CHARS`.
+
+    A longer value keeps its first characters, then ``…`` and the SHA-256 of the whole value,
+    so equal long values still get equal keys and different ones different keys.
+    """
+    text = clean_text(value)
+    if len(text) <= MAX_KEY_CHARS:
+        return text
+    digest = hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()
+    return f"{text[:MAX_KEY_CHARS - _DIGEST_CHARS - 1]}{_ELLIPSIS}{digest}"
+
+
+#: Room for a cut marker: text that an adapter already cut at the same limit (with its own
+#: marker) is not cut again.
+_MARKER_ROOM: Final = 64
+
+
+def bounded_text(value: str, limit: int) -> str:
+    """Clean text of at most `limit` characters plus a marker saying how many were cut.
+
+    Cuts first, so cleaning (and the redaction that follows it) only ever scans what is kept.
+    Text up to `limit` + 64 characters is kept whole: it was cut (and marked) upstream.
+    """
+    if len(value) > limit + _MARKER_ROOM:
+        value = f"{str.__str__(value)[:limit]}{_ELLIPSIS}[truncated {len(value) - limit} chars]"
+    return clean_text(value)
+
+
+_REFUSAL_LOG_INTERVAL_S: Final = 60.0
+#: "Model.field" -> when it was last logged, and how many refusals were not logged since.
+#: Plain dict updates: a race between threads can only miscount a suppressed refusal.
+_refusals_logged: dict[str, float] = {}
+_refusals_suppressed: dict[str, int] = {}
+
+
+def _refuse(model: str, field: str, value: object) -> None:
+    key = f"{model}.{field}"
+    now = time.monotonic()
+    last = _refusals_logged.get(key)
+    if last is not None and now - last < _REFUSAL_LOG_INTERVAL_S:
+        _refusals_suppressed[key] = _refusals_suppressed.get(key, 0) + 1
+        return
+    _refusals_logged[key] = now
+    n = _refusals_suppressed.pop(key, 0)
+    _log.warning(
+        "logged-execution: %s=%r is out of range (counts and durations are between 0 and "
+        "2**63-1); the record keeps it as unmeasured (None). Fix the adapter or executor that "
+        "reports it.%s",
+        key, value, f" ({n} similar refusals not logged)" if n else "")
 
 
 class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", ser_json_inf_nan="null")
 
 
+def _refused(value: Any, info: ValidationInfo) -> None:
+    """The last branch of :data:`Count`: a number that is not a count is unmeasured."""
+    title = info.config.get("title") if info.config is not None else None
+    _refuse(title or "record", info.field_name or "?", value)  # and the value becomes None
+
+
+#: A count: an int in ``0 ..`` :data:`MAX_COUNT`, or None (unmeasured). Any other int is
+#: refused (None, logged). The range check runs in pydantic-core; Python only on a refusal.
+Count = Annotated[
+    Annotated[int, Field(ge=0, le=MAX_COUNT)] | Annotated[int, AfterValidator(_refused)] | None,
+    Field(union_mode="left_to_right")]
+#: A duration in milliseconds: a float >= 0, or None; a negative (or NaN) one is refused.
+Millis = Annotated[
+    Annotated[float, Field(ge=0)] | Annotated[float, AfterValidator(_refused)] | None,
+    Field(union_mode="left_to_right")]
+
+
 class TokenUsage(_Frozen):
     """Token counts for one execution. `input_tokens` includes cached tokens (GenAI semconv)."""
 
-    input_tokens: int | None = None
-    output_tokens: int | None = None
-    total_tokens: int | None = None
-    cached_input_tokens: int | None = None
-    reasoning_tokens: int | None = None
+    input_tokens: Count = None
+    output_tokens: Count = None
+    total_tokens: Count = None
+    cached_input_tokens: Count = None
+    reasoning_tokens: Count = None
 
 
 class ErrorInfo(_Frozen):
@@ -58,45 +180,49 @@ class ToolCall(_Frozen):
     action: str | None = None
     call_id: str | None = None
     success: bool | None = None
-    duration_ms: float | None = None
+    duration_ms: Millis = None
     started_at: datetime | None = None
     error: str | None = None
-    items_returned: int | None = None
+    items_returned: Count = None
 
 
 class MemoryUsage(_Frozen):
     """Memory context injected into the run: its tokens, entry count and kinds."""
 
-    tokens: int | None = None
-    entry_count: int | None = None
+    tokens: Count = None
+    entry_count: Count = None
     types: list[str] | None = None
 
 
 class StepCounts(_Frozen):
     """Workflow step outcomes."""
 
-    completed: int | None = None
-    failed: int | None = None
-    skipped: int | None = None
+    completed: Count = None
+    failed: Count = None
+    skipped: Count = None
 
 
 class WorkflowShape(_Frozen):
     """Structural complexity of the workflow that ran."""
 
-    steps: int | None = None
-    branches: int | None = None
-    loops: int | None = None
-    parallel: int | None = None
+    steps: Count = None
+    branches: Count = None
+    loops: Count = None
+    parallel: Count = None
 
 
 class ExecutionResult(_Frozen):
-    """An executor's return value, normalized by its engine adapter."""
+    """An executor's return value, normalized by its engine adapter.
+
+    Counts outside ``0 ..`` :data:`MAX_COUNT` (:data:`Count`), here and in its parts, are
+    refused by validation: they become ``None``, with a log line naming the field.
+    """
 
     success: bool
     error: ErrorInfo | None = None
     tokens: TokenUsage | None = None
-    iterations: int | None = None
-    retries: int | None = None
+    iterations: Count = None
+    retries: Count = None
     tool_calls: list[ToolCall] | None = None
     model: str | None = None
     provider: str | None = None
@@ -105,7 +231,7 @@ class ExecutionResult(_Frozen):
     steps: StepCounts | None = None
     workflow: WorkflowShape | None = None
     #: Time spent orchestrating tools/steps, when the engine measures it (AIS plugin component).
-    orchestration_ms: float | None = None
+    orchestration_ms: Millis = None
     extras: dict[str, JsonValue] = Field(default_factory=dict)
 
     @property

@@ -9,8 +9,12 @@ Only used when content capture is on for spans (``INSTRUMENT_CAPTURE_CONTENT=tru
   aligned with ``result.tool_calls``, or a mapping keyed by ``call_id``) ->
   ``gen_ai.tool.call.arguments`` on the ``execute_tool`` span.
 
-Strings are redacted first, then shortened (with a marker) until the encoded JSON fits the
-limit, so the SDK's raw attribute truncation never cuts a document in half.
+The record arrives masked: the decorator cuts the response text and masks it, and masks the
+extras (where tool arguments live), once, before any sink sees them (``instrument.call``). So
+masking is not repeated here, except for what the record could not mask: arguments given as a
+JSON *string* are parsed here, and their keys (``"cookie": ...``) are masked then. Strings are
+shortened (with a marker) until the encoded JSON fits the limit, so the SDK's raw attribute
+truncation never cuts a document in half.
 """
 
 from __future__ import annotations
@@ -39,9 +43,9 @@ class ContentEncoder:
     def output_messages(self, result: ExecutionResult) -> str | None:
         if result.response is None:
             return None
-        text = self.redactor.text(result.response)
         return self._fit(lambda t: [{"role": "assistant",
-                                     "parts": [{"type": "text", "content": t}]}], text)
+                                     "parts": [{"type": "text", "content": t}]}],
+                         result.response)  # masked by the decorator already
 
     def tool_arguments(self, result: ExecutionResult, call: ToolCall) -> str | None:
         args = _arguments_for(result, call)
@@ -65,10 +69,10 @@ class ContentEncoder:
         if isinstance(value, str):  # OpenAI-style pre-serialized arguments: parse, then redact
             text = value
             try:
-                value = json.loads(text)
-            except ValueError:  # not JSON: kept as a JSON string literal
-                return self._fit(lambda t: t, self.redactor.text(text))
-        encoded = _dumps(self.redactor.json(value))
+                value = self.redactor.json(json.loads(text))  # keys are only seen once parsed
+            except ValueError:  # not JSON: kept as a JSON string literal (masked as text)
+                return self._fit(lambda t: t, text)
+        encoded = _dumps(value)
         if len(encoded) <= self.limit:
             return encoded
         # Too long: keep the attribute valid JSON by shortening the serialized form as text.
