@@ -10,7 +10,8 @@ What it runs, one trace each:
 - ``invoke_agent Researcher``: a function-calling agent whose two tool calls carry timings, so
   they appear as ``execute_tool`` children at their real times;
 - ``invoke_workflow nightly-report``: a workflow-orchestrator result (step counts);
-- ``invoke_agent Flaky``: an executor that raises (status ERROR, an ``exception`` event);
+- ``invoke_agent Flaky``: an executor that raises (status ERROR, a
+  ``gen_ai.client.operation.exception`` event);
 - ``invoke_agent Streamer``: a generator executor, normalized by a small custom adapter.
 """
 

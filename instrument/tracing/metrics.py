@@ -1,10 +1,17 @@
-"""Metrics per execution (GenAI client conventions) and the pipeline's health as observables.
+"""Metrics per execution (GenAI invocation and tool conventions) and the pipeline's health.
 
-Instruments (names in :mod:`instrument.tracing.semconv`):
+Instruments (names in :mod:`instrument.tracing.semconv`), current conventions:
 
-- ``gen_ai.client.token.usage`` histogram, ``{token}``, one point per measured token type
-  (``gen_ai.token.type`` = ``input`` / ``output``), the conventions' bucket boundaries;
-- ``gen_ai.client.operation.duration`` histogram, ``s``, with ``error.type`` on failures;
+- ``gen_ai.invocation.duration`` histogram, ``s``: every execution, with
+  ``gen_ai.operation.name``, ``gen_ai.invocation.is_nested``, the agent or workflow name,
+  ``gen_ai.request.model`` when an adapter reported what was asked, ``error.type`` on failures;
+- ``gen_ai.invoke_agent.inference_calls`` / ``.tool_calls`` histograms (``invoke_agent``
+  only, when the record measured them: ``iterations`` / ``tool_calls``), by agent name;
+- ``gen_ai.execute_tool.duration`` histogram, ``s``: each tool call that carries a duration;
+
+with ``gen_ai/previous`` (or ``gen_ai/dup``) the previous ``gen_ai.client.token.usage``
+(by ``gen_ai.token.type``) and ``gen_ai.client.operation.duration``. Always:
+
 - ``instrument.executions`` counter by ``instrument.engine`` and ``instrument.status``;
 - ``instrument.pipeline.*`` observables read at collection time from the pipeline-stats
   callable the runtime hands down (it reads the *live* pipeline, so the instruments, registered
@@ -12,7 +19,8 @@ Instruments (names in :mod:`instrument.tracing.semconv`):
   ``spool.usage`` (bytes), ``retries``, ``dropped``, ``quarantined`` (cumulative counters of the
   current pipeline) and ``write.latency`` (s, most recent store write).
 
-Attributes stay low-cardinality: no agent, user or execution ids on metrics.
+Bucket boundaries are the conventions' own. Attributes stay low-cardinality: agent, workflow
+and tool names, never user, session or execution ids.
 """
 
 from __future__ import annotations
@@ -82,33 +90,101 @@ _observed_lock = threading.Lock()
 class ExecutionMetrics:
     """The synchronous instruments, created once per runtime from one meter."""
 
-    __slots__ = ("_duration", "_executions", "_tokens", "enabled")
+    __slots__ = ("_duration", "_executions", "_inference_calls", "_invocation", "_tokens",
+                 "_tool_calls", "_tool_duration", "conventions", "enabled")
 
     def __init__(self, meter_provider: metrics.MeterProvider,
-                 pipeline_stats: PipelineStatsSource | None = None) -> None:
+                 pipeline_stats: PipelineStatsSource | None = None,
+                 conventions: sc.Conventions = sc.CURRENT) -> None:
         #: False for an explicit no-op provider (no metrics exporter configured): recording
         #: would build attribute dicts for nothing, on the caller's thread
         self.enabled = not isinstance(meter_provider, metrics.NoOpMeterProvider)
+        self.conventions = conventions
         meter = meter_provider.get_meter("logged-execution")
-        self._tokens = meter.create_histogram(
-            sc.METRIC_TOKEN_USAGE, unit="{token}",
-            description="Number of input and output tokens used per execution.",
-            explicit_bucket_boundaries_advisory=sc.TOKEN_USAGE_BUCKETS,
-        )
-        self._duration = meter.create_histogram(
-            sc.METRIC_OPERATION_DURATION, unit="s",
-            description="Duration of one agent or workflow execution.",
-            explicit_bucket_boundaries_advisory=sc.DURATION_BUCKETS,
-        )
+        self._invocation: metrics.Histogram | None = None
+        self._inference_calls: metrics.Histogram | None = None
+        self._tool_calls: metrics.Histogram | None = None
+        self._tool_duration: metrics.Histogram | None = None
+        self._tokens: metrics.Histogram | None = None
+        self._duration: metrics.Histogram | None = None
+        if conventions.current:
+            self._invocation = meter.create_histogram(
+                sc.METRIC_INVOCATION_DURATION, unit="s",
+                description="End-to-end duration of one agent or workflow invocation.",
+                explicit_bucket_boundaries_advisory=sc.INVOCATION_DURATION_BUCKETS)
+            self._inference_calls = meter.create_histogram(
+                sc.METRIC_INFERENCE_CALLS, unit="{inference_call}",
+                description="Model calls an agent made during one invocation.",
+                explicit_bucket_boundaries_advisory=sc.CALL_COUNT_BUCKETS)
+            self._tool_calls = meter.create_histogram(
+                sc.METRIC_TOOL_CALLS, unit="{tool_call}",
+                description="Tool calls an agent made during one invocation.",
+                explicit_bucket_boundaries_advisory=sc.CALL_COUNT_BUCKETS)
+            self._tool_duration = meter.create_histogram(
+                sc.METRIC_EXECUTE_TOOL_DURATION, unit="s",
+                description="Duration of one tool execution.",
+                explicit_bucket_boundaries_advisory=sc.DURATION_BUCKETS)
+        if conventions.previous:
+            self._tokens = meter.create_histogram(
+                sc.PREV_METRIC_TOKEN_USAGE, unit="{token}",
+                description="Number of input and output tokens used per execution.",
+                explicit_bucket_boundaries_advisory=sc.TOKEN_USAGE_BUCKETS)
+            self._duration = meter.create_histogram(
+                sc.PREV_METRIC_OPERATION_DURATION, unit="s",
+                description="Duration of one agent or workflow execution.",
+                explicit_bucket_boundaries_advisory=sc.DURATION_BUCKETS)
         self._executions = meter.create_counter(
             sc.METRIC_EXECUTIONS, unit="{execution}",
             description="Executions by engine and status.",
         )
         _register_pipeline_observables(meter_provider, meter, pipeline_stats)
 
-    def record(self, record: ExecutionRecord, operation: str) -> None:
+    def record(self, record: ExecutionRecord, operation: str, *, nested: bool,
+               error_type: str | None) -> None:
+        """One execution's points. `error_type` is None for a success."""
         if not self.enabled:
             return
+        if self._invocation is not None:
+            self._current(self._invocation, record, operation, nested, error_type)
+        if self._duration is not None:
+            self._previous(self._duration, record, operation, error_type)
+        self._executions.add(1, {sc.ENGINE: record.engine, sc.STATUS: record.status})
+
+    def _current(self, invocation: metrics.Histogram, record: ExecutionRecord, operation: str,
+                 nested: bool, error_type: str | None) -> None:
+        result = record.result
+        attrs: dict[str, AttributeValue] = {sc.OPERATION_NAME: operation,
+                                            sc.INVOCATION_IS_NESTED: nested}
+        agent: dict[str, AttributeValue] = {}
+        if record.agent_name is not None:
+            agent[sc.AGENT_NAME] = record.agent_name
+        if operation == sc.OP_INVOKE_WORKFLOW:
+            attrs[sc.WORKFLOW_NAME] = record.name
+        else:
+            attrs.update(agent)
+            request_model = result.extras.get("request_model") if result.extras else None
+            if isinstance(request_model, str):
+                attrs[sc.REQUEST_MODEL] = request_model
+        if error_type is not None:
+            attrs[sc.ERROR_TYPE] = error_type
+        invocation.record(record.duration_ms / 1000, attrs)
+        if operation == sc.OP_INVOKE_AGENT:
+            if result.iterations is not None and self._inference_calls is not None:
+                self._inference_calls.record(result.iterations, agent)
+            if result.tool_calls is not None and self._tool_calls is not None:
+                self._tool_calls.record(len(result.tool_calls), agent)
+        if result.tool_calls and self._tool_duration is not None:
+            for call in result.tool_calls:
+                if call.duration_ms is None or call.duration_ms < 0:
+                    continue
+                tool: dict[str, AttributeValue] = {sc.TOOL_NAME: call.name, **agent}
+                if call.success is False or call.error:
+                    tool[sc.ERROR_TYPE] = sc.ERROR_OTHER
+                self._tool_duration.record(call.duration_ms / 1000, tool)
+
+    def _previous(self, duration: metrics.Histogram, record: ExecutionRecord, operation: str,
+                  error_type: str | None) -> None:
+        """The v1.41 instruments, exactly as they were."""
         result = record.result
         attrs: dict[str, AttributeValue] = {sc.OPERATION_NAME: operation}
         if result.provider:
@@ -117,15 +193,15 @@ class ExecutionMetrics:
             attrs[sc.REQUEST_MODEL] = result.model
             attrs[sc.RESPONSE_MODEL] = result.model
         tokens = result.tokens
-        if tokens is not None:
+        if tokens is not None and self._tokens is not None:
             if tokens.input_tokens is not None:
-                self._tokens.record(tokens.input_tokens, {**attrs, sc.TOKEN_TYPE: "input"})
+                self._tokens.record(tokens.input_tokens, {**attrs, sc.PREV_TOKEN_TYPE: "input"})
             if tokens.output_tokens is not None:
-                self._tokens.record(tokens.output_tokens, {**attrs, sc.TOKEN_TYPE: "output"})
-        if not result.success:
-            attrs[sc.ERROR_TYPE] = result.error.type if result.error else sc.ERROR_OTHER
-        self._duration.record(record.duration_ms / 1000, attrs)
-        self._executions.add(1, {sc.ENGINE: record.engine, sc.STATUS: record.status})
+                self._tokens.record(tokens.output_tokens,
+                                    {**attrs, sc.PREV_TOKEN_TYPE: "output"})
+        if error_type is not None:
+            attrs[sc.ERROR_TYPE] = error_type
+        duration.record(record.duration_ms / 1000, attrs)
 
 
 def _stat(observed: _Observed, name: str, scale: float = 1.0

@@ -24,6 +24,7 @@ from opentelemetry.sdk.trace.sampling import (
 
 from instrument.config import env, env_flag
 from instrument.errors import ConfigurationError
+from instrument.tracing.semconv import CURRENT, Conventions, conventions_from_opt_in
 
 __all__ = ["ExporterConfig", "OtelConfig", "Protocol", "Signal", "resolve_otel"]
 
@@ -72,6 +73,8 @@ class OtelConfig:
     metric_interval_s: float
     #: The SDK truncates longer attribute values raw (breaking JSON); we truncate below it.
     attribute_value_limit: int | None
+    #: Which GenAI names to emit (``OTEL_SEMCONV_STABILITY_OPT_IN``).
+    conventions: Conventions = CURRENT
 
 
 def resolve_otel(environ: Mapping[str, str], *, traces: str | None, service_name: str | None
@@ -94,6 +97,7 @@ def resolve_otel(environ: Mapping[str, str], *, traces: str | None, service_name
         metric_interval_s=(_millis("OTEL_METRIC_EXPORT_INTERVAL", environ)
                            or _DEFAULT_METRIC_INTERVAL_MS) / 1000,
         attribute_value_limit=_attribute_limit(environ),
+        conventions=conventions_from_opt_in(env("OTEL_SEMCONV_STABILITY_OPT_IN", environ)),
     )
 
 

@@ -40,6 +40,7 @@ from opentelemetry.sdk.trace import TracerProvider as SdkTracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
 from opentelemetry.sdk.version import __version__ as sdk_version
 
+from instrument.errors import ConfigurationError
 from instrument.tracing.otel_env import ExporterConfig, OtelConfig
 
 __all__ = ["Telemetry", "app_meter_provider", "app_tracer_provider", "build_telemetry"]
@@ -183,7 +184,16 @@ def _otlp_exporter(cfg: ExporterConfig) -> Any:
     """The OTLP exporter for one signal, with every setting passed explicitly (so the SDK does
     not fall back to reading the environment itself)."""
     module, _, name = _OTLP_EXPORTERS[(cfg.signal, cfg.protocol)].partition(":")
-    cls = getattr(importlib.import_module(module), name)
+    try:
+        cls = getattr(importlib.import_module(module), name)
+    except ImportError as exc:
+        if cfg.protocol != "grpc":
+            raise
+        # gRPC (grpcio, ~19 MB) is the `grpc` extra; the default http/protobuf is in the core
+        raise ConfigurationError(
+            f"OTEL_EXPORTER_OTLP_PROTOCOL=grpc needs the OTLP gRPC exporter ({exc.name} is not "
+            "installed): pip install 'logged-execution[grpc]' (from a checkout: pip install "
+            "-e '.[grpc]'), or use the default protocol, http/protobuf") from None
     kwargs: dict[str, Any] = {"endpoint": cfg.endpoint, "headers": dict(cfg.headers),
                               "timeout": cfg.timeout_s}
     if cfg.protocol == "grpc":

@@ -2,16 +2,21 @@
 
 The decorator calls :meth:`Tracing.start` before the executor runs (identity and the
 sampling-relevant attributes are known then) and :meth:`Tracing.finish` with the finished
-record; both calls are guarded by the caller. The span is named ``invoke_agent {agent}``, or
-``invoke_workflow {name}`` for the ``orchestrator`` engine (renamed at finish when the engine
-was auto-detected). Tool calls that carry timings become ``execute_tool {tool}`` children with
-their real start and end times. Span ending and metric recording never do I/O: exporters run
-in the SDK's background threads.
+record; both calls are guarded by the caller. The span is the conventions'
+``gen_ai.invocation.internal`` type (kind INTERNAL): ``invoke_agent {gen_ai.agent.name}``
+(``invoke_agent`` when the application named no agent), or ``invoke_workflow
+{gen_ai.workflow.name}`` for the ``orchestrator`` engine (renamed at finish when the engine was
+auto-detected). Tool calls that carry timings become ``execute_tool {gen_ai.tool.name}``
+children with their real start and end times. Which names are emitted (current, previous, or
+both) is :class:`~instrument.tracing.semconv.Conventions`. Span ending and metric recording
+never do I/O: exporters run in the SDK's background threads.
 """
 
 from __future__ import annotations
 
+import contextlib
 import traceback
+import weakref
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -28,8 +33,8 @@ from opentelemetry.trace import (
 )
 from opentelemetry.util.types import AttributeValue
 
-from instrument.context import ExecutionContext
-from instrument.record import ExecutionRecord, ToolCall, exception_text
+from instrument.context import ExecutionContext, current_execution
+from instrument.record import ExecutionRecord, ExecutionResult, ToolCall, exception_text
 from instrument.redact import Redactor
 from instrument.tracing import semconv as sc
 from instrument.tracing.content import ContentEncoder
@@ -40,6 +45,8 @@ from instrument.tracing.providers import Telemetry, build_telemetry
 __all__ = ["Tracing"]
 
 _WORKFLOW_ENGINES = frozenset({"orchestrator"})
+#: characters kept from each end of a long stack trace (a huge exception message is in it)
+_STACK_KEEP = 16_384
 _SCOPE = "logged-execution"
 
 
@@ -54,7 +61,8 @@ class Tracing:
     tests pass an SDK ``TracerProvider`` with an ``InMemorySpanExporter`` and a
     ``MeterProvider`` with an ``InMemoryMetricReader``. :meth:`from_config` is what
     ``configure()`` uses. `pipeline_stats` feeds the pipeline-health observables (see
-    :mod:`instrument.tracing.metrics`); without it they observe nothing.
+    :mod:`instrument.tracing.metrics`); without it they observe nothing. `conventions` chooses
+    the current GenAI names, the previous ones, or both (``OTEL_SEMCONV_STABILITY_OPT_IN``).
     """
 
     def __init__(
@@ -68,20 +76,25 @@ class Tracing:
         telemetry: Telemetry | None = None,
         record_spans: bool = True,
         pipeline_stats: PipelineStatsSource | None = None,
+        conventions: sc.Conventions = sc.CURRENT,
     ) -> None:
         self.tracer = (tracer_provider or trace.get_tracer_provider()).get_tracer(_SCOPE)
         #: False when nothing could ever see our spans (our own provider, no exporter): spans
         #: are then non-recording but keep real ids, so rows, current_execution() and
         #: propagation still carry a trace id, at a fraction of the cost.
         self.record_spans = record_spans
+        self.conventions = conventions
         self.metrics = ExecutionMetrics(meter_provider or metrics.get_meter_provider(),
-                                        pipeline_stats)
+                                        pipeline_stats, conventions)
         self.redactor = redactor or Redactor()
         #: the encoder, for records whose content may go on spans; `content` is the default
         #: policy, which a decorator's `capture_content=` overrides per call (see finish)
         self._encoder = ContentEncoder(self.redactor, attribute_value_limit)
         self.content: ContentEncoder | None = self._encoder if content_to_spans else None
         self.telemetry = telemetry
+        #: spans started inside another execution of ours (gen_ai.invocation.is_nested), until
+        #: finish() reads it for the metric; weak, so a call that never finishes leaks nothing
+        self._nested: weakref.WeakKeyDictionary[Span, bool] = weakref.WeakKeyDictionary()
 
     @classmethod
     def from_config(cls, config: OtelConfig, *, content_to_spans: bool, redactor: Redactor,
@@ -100,33 +113,61 @@ class Tracing:
             telemetry=telemetry,
             record_spans=telemetry.owned_tracer_provider is None or bool(config.traces.kinds),
             pipeline_stats=pipeline_stats,
+            conventions=config.conventions,
         )
 
     # -- the two calls the decorator makes ----------------------------------------------------
 
     def start(self, ctx: ExecutionContext) -> Span:
+        # Our context variable still holds the caller's execution here (the new one is entered
+        # after start): set means this execution runs inside another one of ours.
+        nested = current_execution() is not None
+        span = self._start(ctx, nested)
+        if nested:
+            # a foreign span type that cannot be weakly referenced counts as not nested
+            with contextlib.suppress(TypeError):
+                self._nested[span] = True
+        return span
+
+    def _start(self, ctx: ExecutionContext, nested: bool) -> Span:
         if not self.record_spans:
             return _unrecorded_span()
+        conv = self.conventions
         op = _operation(ctx.engine)
         attrs: dict[str, AttributeValue] = {
             sc.OPERATION_NAME: op,
             sc.EXECUTION_ID: str(ctx.execution_id),
             sc.EXECUTION_TYPE: ctx.execution_type,
         }
+        if conv.current:
+            attrs[sc.INVOCATION_IS_NESTED] = nested
+            attrs[sc.NAME] = ctx.name
         if op == sc.OP_INVOKE_WORKFLOW:
             attrs[sc.WORKFLOW_NAME] = ctx.name
         if ctx.engine is not None:
             attrs[sc.ENGINE] = ctx.engine
         if ctx.agent_id is not None:
-            attrs[sc.AGENT_ID] = ctx.agent_id
+            if conv.current:
+                attrs[sc.AGENT_ID] = ctx.agent_id
+            if conv.previous:
+                attrs[sc.PREV_AGENT_ID] = ctx.agent_id
         if ctx.agent_name is not None:
             attrs[sc.AGENT_NAME] = ctx.agent_name
-        if ctx.session_id is not None:
+        if ctx.session_id is not None:  # the application's own id, never one we make up
             attrs[sc.CONVERSATION_ID] = ctx.session_id
         if ctx.user_id is not None:
             attrs[sc.USER_ID] = ctx.user_id
-        label = ctx.name if op == sc.OP_INVOKE_WORKFLOW else ctx.agent_name or ctx.name
-        return self.tracer.start_span(f"{op} {label}", kind=SpanKind.INTERNAL, attributes=attrs)
+        return self.tracer.start_span(self._span_name(op, ctx.name, ctx.agent_name),
+                                      kind=SpanKind.INTERNAL, attributes=attrs)
+
+    def _span_name(self, op: str, name: str, agent_name: str | None) -> str:
+        """``{op} {workflow.name}``, else ``{op} {agent.name}``, else ``{op}``; the previous
+        names alone fall back to the operation name (function qualname) for agents too."""
+        if op == sc.OP_INVOKE_WORKFLOW:
+            return f"{op} {name}"
+        if agent_name is not None:
+            return f"{op} {agent_name}"
+        return op if self.conventions.current else f"{op} {name}"
 
     def finish(self, span: Span, record: ExecutionRecord, exc: BaseException | None, *,
                content: bool | None = None, started_engine: str | None = None) -> None:
@@ -135,7 +176,10 @@ class Tracing:
         is the engine of the context :meth:`start` was given (its attribute is not set twice)."""
         encoder = self.content if content is None else (self._encoder if content else None)
         op = _operation(record.engine)
-        self.metrics.record(record, op)
+        result = record.result
+        error_type = _error_type(result, exc)
+        nested = self._nested.pop(span, False) if self._nested else False
+        self.metrics.record(record, op, nested=nested, error_type=error_type)
         if not span.is_recording():
             span.end()
             return
@@ -143,16 +187,15 @@ class Tracing:
         if op == sc.OP_INVOKE_WORKFLOW:  # the engine was auto-detected: name follows it
             span.update_name(f"{op} {record.name}")
             attrs[sc.WORKFLOW_NAME] = record.name
-        result = record.result
-        if exc is not None or not result.success:
-            error_type = (type(exc).__qualname__ if exc is not None
-                          else result.error.type if result.error is not None else sc.ERROR_OTHER)
+        if error_type is not None:
             attrs[sc.ERROR_TYPE] = error_type
-            message = (self.redactor.text(exception_text(exc)) if exc is not None
-                       else result.error.message if result.error is not None else "")
+            # The record's message is cut and masked already (once, by the decorator).
+            message = (result.error.message if result.error is not None
+                       else self.redactor.text(exception_text(exc)[:1024]) if exc is not None
+                       else "")
             span.set_status(Status(StatusCode.ERROR, f"{error_type}: {message}"[:1024]))
             if exc is not None:
-                self._exception_event(span, exc)
+                self._exception_events(span, exc, message)
         if len(attrs) <= 3:  # cheaper one by one: the SDK validates a dict as a whole first
             for key, value in attrs.items():
                 span.set_attribute(key, value)
@@ -174,6 +217,7 @@ class Tracing:
                     encoder: ContentEncoder | None = None) -> dict[str, AttributeValue]:
         """The attributes known only at the end (those set at start are not set again: every
         attribute costs a validation pass in the SDK, on the caller's thread)."""
+        conv = self.conventions
         result = record.result
         extras = result.extras
         attrs: dict[str, AttributeValue] = {sc.STATUS: record.status}
@@ -185,18 +229,27 @@ class Tracing:
             attrs[sc.PROVIDER_NAME] = result.provider
         model = result.model
         request_model = extras.get("request_model") if extras else None
-        if isinstance(request_model, str):
+        # request = what was asked, response = what answered. The record's `model` is what
+        # answered; what was asked is known only when an adapter reports it. The conventions
+        # keep gen_ai.request.model off workflow invocations.
+        if isinstance(request_model, str) and (op == sc.OP_INVOKE_AGENT or not conv.current):
             attrs[sc.REQUEST_MODEL] = request_model
-        elif model is not None:
-            attrs[sc.REQUEST_MODEL] = model
+        elif model is not None and not conv.current:
+            attrs[sc.REQUEST_MODEL] = model  # the previous behaviour
         if model is not None:
             attrs[sc.RESPONSE_MODEL] = model
         tokens = result.tokens
         if tokens is not None:
             _put(attrs, sc.USAGE_INPUT_TOKENS, tokens.input_tokens)
             _put(attrs, sc.USAGE_OUTPUT_TOKENS, tokens.output_tokens)
-            _put(attrs, sc.USAGE_CACHE_READ_INPUT_TOKENS, tokens.cached_input_tokens)
-            _put(attrs, sc.USAGE_REASONING_OUTPUT_TOKENS, tokens.reasoning_tokens)
+            if conv.current:  # the breakdown belongs on inference spans: ours, namespaced
+                _put(attrs, sc.USAGE_CACHE_READ_INPUT_TOKENS, tokens.cached_input_tokens)
+                _put(attrs, sc.USAGE_CACHE_WRITE_INPUT_TOKENS,
+                     getattr(tokens, "cache_write_input_tokens", None))
+                _put(attrs, sc.USAGE_REASONING_OUTPUT_TOKENS, tokens.reasoning_tokens)
+            if conv.previous:
+                _put(attrs, sc.PREV_USAGE_CACHE_READ_INPUT_TOKENS, tokens.cached_input_tokens)
+                _put(attrs, sc.PREV_USAGE_REASONING_OUTPUT_TOKENS, tokens.reasoning_tokens)
         if result.iterations is not None:
             attrs[sc.ITERATIONS] = result.iterations
         if result.steps is not None:
@@ -212,20 +265,32 @@ class Tracing:
         if encoder is not None:
             _put(attrs, sc.OUTPUT_MESSAGES, encoder.output_messages(result))
             untimed = [c for c in result.tool_calls or () if _window(c) is None]
-            _put(attrs, "instrument.tool_calls.arguments",
-                 encoder.tool_arguments_list(result, untimed))
+            _put(attrs, sc.TOOL_ARGUMENTS_UNTIMED, encoder.tool_arguments_list(result, untimed))
         return attrs
 
-    def _exception_event(self, span: Span, exc: BaseException) -> None:
-        """Like ``span.record_exception`` but with the message and stack trace redacted."""
+    def _exception_events(self, span: Span, exc: BaseException, message: str) -> None:
+        """Like ``span.record_exception`` but with the message and stack trace redacted: the
+        conventions' ``gen_ai.client.operation.exception`` and/or the previous ``exception``.
+
+        `message` is the record's (cut and masked once, by the decorator). The stack trace
+        holds the message again: only its first and last :data:`_STACK_KEEP` characters are
+        kept, and masked.
+        """
         stack = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-        span.add_event("exception", {
-            "exception.type": f"{type(exc).__module__}.{type(exc).__qualname__}"
-            if type(exc).__module__ != "builtins" else type(exc).__qualname__,
-            "exception.message": self.redactor.text(exception_text(exc)),
-            "exception.stacktrace": self.redactor.text(stack),
-            "exception.escaped": True,
-        })
+        if len(stack) > 2 * _STACK_KEEP:
+            stack = (f"{stack[:_STACK_KEEP]}\u2026[truncated {len(stack) - 2 * _STACK_KEEP} "
+                     f"chars]{stack[-_STACK_KEEP:]}")
+        cls = type(exc)
+        attrs: dict[str, AttributeValue] = {
+            sc.EXCEPTION_TYPE: f"{cls.__module__}.{cls.__qualname__}"
+            if cls.__module__ != "builtins" else cls.__qualname__,
+            sc.EXCEPTION_MESSAGE: message,
+            sc.EXCEPTION_STACKTRACE: self.redactor.text(stack),
+        }
+        if self.conventions.current:
+            span.add_event(sc.EVENT_EXCEPTION, attrs)
+        if self.conventions.previous:
+            span.add_event(sc.PREV_EVENT_EXCEPTION, {**attrs, sc.PREV_EXCEPTION_ESCAPED: True})
 
     def _tool_spans(self, parent: Span, record: ExecutionRecord,
                     encoder: ContentEncoder | None) -> None:
@@ -233,6 +298,7 @@ class Tracing:
         if not calls:
             return
         parent_ctx = trace.set_span_in_context(parent)
+        conv = self.conventions
         for call in calls:
             window = _window(call)
             if window is None:
@@ -241,9 +307,13 @@ class Tracing:
             attrs: dict[str, AttributeValue] = {
                 sc.OPERATION_NAME: sc.OP_EXECUTE_TOOL,
                 sc.TOOL_NAME: call.name,
-                sc.TOOL_TYPE: "function",
                 sc.EXECUTION_ID: str(record.execution_id),
             }
+            if conv.previous:  # assumed before; the record does not say which type a tool is
+                attrs[sc.TOOL_TYPE] = "function"
+            if conv.current:
+                _put(attrs, sc.AGENT_NAME, record.agent_name)
+                _put(attrs, sc.CONVERSATION_ID, record.session_id)
             _put(attrs, sc.TOOL_CALL_ID, call.call_id)
             _put(attrs, sc.TOOL_PLUGIN, call.plugin)
             _put(attrs, sc.TOOL_ACTION, call.action)
@@ -258,6 +328,16 @@ class Tracing:
                 child.set_attribute(sc.ERROR_TYPE, sc.ERROR_OTHER)
                 child.set_status(Status(StatusCode.ERROR, self.redactor.text(call.error or "")))
             child.end(end_time=end_ns)
+
+
+def _error_type(result: ExecutionResult, exc: BaseException | None) -> str | None:
+    """``error.type`` of a failed execution (None for a success): the exception's class name,
+    else the engine's error code, else ``_OTHER``."""
+    if exc is not None:
+        return type(exc).__qualname__ or sc.ERROR_OTHER
+    if result.success:
+        return None
+    return (result.error.type or sc.ERROR_OTHER) if result.error is not None else sc.ERROR_OTHER
 
 
 _ids = RandomIdGenerator()

@@ -18,6 +18,7 @@ from instrument.config import Settings
 from instrument.redact import Redactor
 from instrument.testing import Captured, capture
 from instrument.tracing.otel_env import resolve_otel
+from instrument.tracing.semconv import CURRENT, Conventions
 from instrument.tracing.spans import Tracing
 
 
@@ -52,15 +53,18 @@ class Otel:
     def histogram(self, name: str) -> list[HistogramDataPoint]:
         return [p for p in self.metric_points(name) if isinstance(p, HistogramDataPoint)]
 
-    def tracing(self, *, content: bool = False, limit: int | None = None) -> Tracing:
+    def tracing(self, *, content: bool = False, limit: int | None = None,
+                conventions: Conventions = CURRENT) -> Tracing:
         return Tracing(self.tracer_provider, self.meter_provider, content_to_spans=content,
-                       redactor=Redactor(), attribute_value_limit=limit)
+                       redactor=Redactor(), attribute_value_limit=limit,
+                       conventions=conventions)
 
     def capture(self, *, content: bool = False, limit: int | None = None,
-                capture_content: bool | str | None = None
+                capture_content: bool | str | None = None, conventions: Conventions = CURRENT,
                 ) -> AbstractContextManager[Captured]:
         """`instrument.testing.capture` with our Tracing: records and spans together."""
-        return capture(tracing=self.tracing(content=content, limit=limit),
+        return capture(tracing=self.tracing(content=content, limit=limit,
+                                            conventions=conventions),
                        capture_content=capture_content if capture_content is not None
                        else content)
 

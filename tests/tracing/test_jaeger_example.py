@@ -42,7 +42,7 @@ def test_the_jaeger_demo_exports_its_traces(protocol: str, tmp_path: Path) -> No
     assert printed == {s.span.trace_id.hex() for s in spans}
     flaky = next(s for s in spans if s.name == "invoke_agent Flaky")
     assert flaky.attributes["error.type"] == "TimeoutError"
-    assert [e.name for e in flaky.span.events] == ["exception"]
+    assert [e.name for e in flaky.span.events] == ["gen_ai.client.operation.exception"]
     assert "streamed: Streaming into Jaeger." in proc.stdout
 
 

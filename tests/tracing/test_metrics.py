@@ -2,18 +2,30 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
+from uuid import uuid4
 
 import pytest
 
 import instrument
 from instrument import logged_execution, runtime
 from instrument.config import resolve_settings
+from instrument.context import ExecutionContext
 from instrument.pipeline import NullPipeline, PipelineStats
+from instrument.record import ExecutionRecord, ExecutionResult, ToolCall
 from instrument.redact import Redactor
-from instrument.tracing.semconv import DURATION_BUCKETS, TOKEN_USAGE_BUCKETS
+from instrument.tracing.semconv import (
+    CALL_COUNT_BUCKETS,
+    DUP,
+    DURATION_BUCKETS,
+    INVOCATION_DURATION_BUCKETS,
+    PREVIOUS,
+    TOKEN_USAGE_BUCKETS,
+    Conventions,
+)
 from instrument.tracing.spans import Tracing
 from tests.tracing.conftest import Otel
 
@@ -28,16 +40,118 @@ def run(agent_name: str, result: dict[str, Any] | None = None, fail: bool = Fals
         "tokens": {"input_tokens": 1000, "output_tokens": 200}}
 
 
-def test_token_usage_histogram_by_token_type(otel: Otel) -> None:
+def test_invocation_duration_with_operation_nesting_and_error_type(otel: Otel) -> None:
     with otel.capture():
+        run("A")
+        with pytest.raises(TimeoutError):
+            run("A", fail=True)
+        run("B", {"success": False, "error": {"type": "MAX_ITERATIONS_REACHED", "message": "m"},
+                  "extras": {"request_model": "gpt-4o"}})
+    points = {dict(p.attributes).get("error.type"): p
+              for p in otel.histogram("gen_ai.invocation.duration")}
+    assert set(points) == {None, "TimeoutError", "MAX_ITERATIONS_REACHED"}
+    assert dict(points[None].attributes) == {
+        "gen_ai.operation.name": "invoke_agent", "gen_ai.invocation.is_nested": False,
+        "gen_ai.agent.name": "A"}
+    # gen_ai.request.model only when the adapter reported what was asked
+    assert dict(points["MAX_ITERATIONS_REACHED"].attributes)["gen_ai.request.model"] == "gpt-4o"
+    ok = points[None]
+    assert ok.count == 1
+    assert tuple(ok.explicit_bounds) == INVOCATION_DURATION_BUCKETS
+    assert 0 <= ok.sum < 5  # seconds, not milliseconds
+
+
+def test_nested_executions_are_marked_nested(otel: Otel) -> None:
+    @logged_execution(engine="orchestrator", name="etl")
+    def outer() -> dict[str, Any]:
+        run("Inner")
+        run("Inner")
+        return {"success": True, "stepsCompleted": 2}
+
+    with otel.capture():
+        outer()
+        run("Inner")  # top-level again
+    by = {(dict(p.attributes)["gen_ai.operation.name"],
+           dict(p.attributes)["gen_ai.invocation.is_nested"]): p.count
+          for p in otel.histogram("gen_ai.invocation.duration")}
+    assert by == {("invoke_workflow", False): 1, ("invoke_agent", True): 2,
+                  ("invoke_agent", False): 1}
+    workflow = next(p for p in otel.histogram("gen_ai.invocation.duration")
+                    if dict(p.attributes)["gen_ai.operation.name"] == "invoke_workflow")
+    assert dict(workflow.attributes)["gen_ai.workflow.name"] == "etl"
+    spans = {(s.name, dict(s.attributes or {})["gen_ai.invocation.is_nested"])
+             for s in otel.spans()}
+    assert spans == {("invoke_workflow etl", False), ("invoke_agent Inner", True),
+                     ("invoke_agent Inner", False)}
+
+
+def test_inference_and_tool_call_counts_per_agent_invocation(otel: Otel) -> None:
+    with otel.capture():
+        run("A", {"success": True, "iterations": 3,
+                  "tool_calls": [{"name": "a"}, {"name": "b"}]})
+        run("A", {"success": True, "iterations": 1, "tool_calls": []})
+        run("A", {"success": True})  # measured neither: no point
+    (inference,) = otel.histogram("gen_ai.invoke_agent.inference_calls")
+    (tools,) = otel.histogram("gen_ai.invoke_agent.tool_calls")
+    assert (inference.count, inference.sum) == (2, 4)
+    assert (tools.count, tools.sum) == (2, 2)
+    assert dict(inference.attributes) == dict(tools.attributes) == {"gen_ai.agent.name": "A"}
+    assert tuple(tools.explicit_bounds) == CALL_COUNT_BUCKETS
+
+
+def test_workflows_record_no_agent_call_counts(otel: Otel) -> None:
+    # No built-in workflow engine reports iterations or tool calls: a record that does.
+    now = dt.datetime.now(dt.UTC)
+    record = ExecutionRecord(
+        execution_id=uuid4(), engine="orchestrator", name="flow", started_at=now,
+        completed_at=now, duration_ms=3.0, agent_name="Planner",
+        result=ExecutionResult(success=True, iterations=2, tool_calls=[ToolCall(name="a")]))
+    tracing = otel.tracing()
+    tracing.finish(tracing.start(ExecutionContext(record.execution_id, "flow", "orchestrator")),
+                   record, None)
+    assert otel.histogram("gen_ai.invoke_agent.tool_calls") == []
+    assert otel.histogram("gen_ai.invoke_agent.inference_calls") == []
+    (point,) = otel.histogram("gen_ai.invocation.duration")
+    assert dict(point.attributes) == {"gen_ai.operation.name": "invoke_workflow",
+                                      "gen_ai.invocation.is_nested": False,
+                                      "gen_ai.workflow.name": "flow"}
+
+
+def test_execute_tool_duration_for_every_tool_call_with_a_duration(otel: Otel) -> None:
+    with otel.capture():
+        run("A", {"success": True, "tool_calls": [
+            {"name": "search", "duration_ms": 250},
+            {"name": "search", "duration_ms": 750},
+            {"name": "send", "duration_ms": 5, "success": False, "error": "denied"},
+            {"name": "untimed"}]})
+    points = {(dict(p.attributes)["gen_ai.tool.name"], dict(p.attributes).get("error.type")): p
+              for p in otel.histogram("gen_ai.execute_tool.duration")}
+    assert set(points) == {("search", None), ("send", "_OTHER")}
+    search = points[("search", None)]
+    assert (search.count, search.sum) == (2, 1.0)
+    assert dict(search.attributes) == {"gen_ai.tool.name": "search", "gen_ai.agent.name": "A"}
+    assert tuple(search.explicit_bounds) == DURATION_BUCKETS
+
+
+def test_the_removed_metrics_are_not_emitted_by_default(otel: Otel) -> None:
+    with otel.capture():
+        run("A")
+    assert otel.histogram("gen_ai.client.token.usage") == []
+    assert otel.histogram("gen_ai.client.operation.duration") == []
+
+
+@pytest.mark.parametrize("conventions", [PREVIOUS, DUP], ids=["previous", "dup"])
+def test_previous_metrics_behind_the_setting(otel: Otel, conventions: Conventions) -> None:
+    with otel.capture(conventions=conventions):
         run("A")
         run("B", {"success": True, "model": "gpt-4o", "provider": "openai",
                   "tokens": {"input_tokens": 10, "output_tokens": 5}})
+        with pytest.raises(TimeoutError):
+            run("A", fail=True)
     points = otel.histogram("gen_ai.client.token.usage")
     by_type = {dict(p.attributes)["gen_ai.token.type"]: p for p in points}
     assert set(by_type) == {"input", "output"}
-    assert by_type["input"].sum == 1010
-    assert by_type["input"].count == 2
+    assert (by_type["input"].sum, by_type["input"].count) == (1010, 2)
     assert by_type["output"].sum == 205
     assert tuple(by_type["input"].explicit_bounds) == TOKEN_USAGE_BUCKETS
     assert dict(by_type["input"].attributes) == {
@@ -45,27 +159,13 @@ def test_token_usage_histogram_by_token_type(otel: Otel) -> None:
         "gen_ai.request.model": "gpt-4o", "gen_ai.response.model": "gpt-4o",
         "gen_ai.token.type": "input",
     }
-
-
-def test_unmeasured_tokens_record_no_token_points(otel: Otel) -> None:
-    with otel.capture():
-        run("A", {"success": True})
-    assert otel.histogram("gen_ai.client.token.usage") == []
-    assert len(otel.histogram("gen_ai.client.operation.duration")) == 1
-
-
-def test_operation_duration_in_seconds_with_error_type_on_failure(otel: Otel) -> None:
-    with otel.capture():
-        run("A")
-        with pytest.raises(TimeoutError):
-            run("A", fail=True)
-    points = otel.histogram("gen_ai.client.operation.duration")
-    assert len(points) == 2
-    failed = next(p for p in points if "error.type" in dict(p.attributes))
-    ok = next(p for p in points if "error.type" not in dict(p.attributes))
+    durations = otel.histogram("gen_ai.client.operation.duration")
+    assert sum(p.count for p in durations) == 3
+    failed = next(p for p in durations if "error.type" in dict(p.attributes))
     assert dict(failed.attributes)["error.type"] == "TimeoutError"
-    assert tuple(ok.explicit_bounds) == DURATION_BUCKETS
-    assert 0 <= ok.sum < 5  # seconds, not milliseconds
+    assert tuple(failed.explicit_bounds) == DURATION_BUCKETS
+    current = otel.histogram("gen_ai.invocation.duration")
+    assert sum(p.count for p in current) == (3 if conventions is DUP else 0)
 
 
 def test_executions_counter_by_engine_and_status(otel: Otel) -> None:
@@ -157,4 +257,4 @@ def test_a_failing_stats_source_observes_nothing(otel: Otel) -> None:
 
     Tracing(otel.tracer_provider, otel.meter_provider, pipeline_stats=broken)
     assert _depth(otel) == []
-    assert otel.histogram("gen_ai.client.operation.duration") == []  # collection still works
+    assert otel.histogram("gen_ai.invocation.duration") == []  # collection still works

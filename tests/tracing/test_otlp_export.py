@@ -15,9 +15,10 @@ import pytest
 import instrument
 from instrument import logged_execution, runtime
 from instrument.record import ExecutionRecord
-from instrument.tracing.semconv import DURATION_BUCKETS, TOKEN_USAGE_BUCKETS
+from instrument.tracing.semconv import INVOCATION_DURATION_BUCKETS, TOKEN_USAGE_BUCKETS
 from tests.conftest import run_python
 from tests.tracing.otlp_receiver import OtlpReceiver, attributes
+from tests.tracing.semconv_check import check, from_otlp
 
 
 class _Keep:
@@ -89,11 +90,12 @@ def test_spans_and_metrics_arrive_over_otlp(protocol: str, otel_env: pytest.Monk
         assert agent.span.kind == agent.span.SPAN_KIND_INTERNAL
         attrs = agent.attributes
         assert attrs["gen_ai.operation.name"] == "invoke_agent"
-        assert attrs["gen_ai.agent.id"] == "agent-42"
+        assert attrs["instrument.agent_id"] == "agent-42"
+        assert attrs["gen_ai.invocation.is_nested"] is False
         assert attrs["gen_ai.agent.name"] == "Researcher"
         assert attrs["user.id"] == "user-7"
         assert attrs["gen_ai.provider.name"] == "openai"
-        assert attrs["gen_ai.request.model"] == "gpt-4o-mini"
+        assert attrs["gen_ai.response.model"] == "gpt-4o-mini"
         assert attrs["gen_ai.usage.input_tokens"] == 300
         assert attrs["gen_ai.usage.output_tokens"] == 40
         assert attrs["instrument.iterations"] == 2
@@ -105,21 +107,53 @@ def test_spans_and_metrics_arrive_over_otlp(protocol: str, otel_env: pytest.Monk
         assert tool.attributes["gen_ai.tool.call.id"] == "call-1"
         assert all(h.get("x-tenant") == "acme corp" for h in rx.headers)
 
-        tokens = rx.metric("gen_ai.client.token.usage")
-        assert tokens.unit == "{token}"
-        by_type = {attributes(p.attributes)["gen_ai.token.type"]: p
-                   for p in tokens.histogram.data_points}
-        assert by_type["input"].sum == 300
-        assert by_type["output"].sum == 40
-        assert list(by_type["input"].explicit_bounds) == list(TOKEN_USAGE_BUCKETS)
-        duration = rx.metric("gen_ai.client.operation.duration")
+        duration = rx.metric("gen_ai.invocation.duration")
         assert duration.unit == "s"
-        assert list(duration.histogram.data_points[0].explicit_bounds) == list(DURATION_BUCKETS)
+        (point,) = duration.histogram.data_points
+        assert attributes(point.attributes) == {
+            "gen_ai.operation.name": "invoke_agent", "gen_ai.invocation.is_nested": False,
+            "gen_ai.agent.name": "Researcher"}
+        assert list(point.explicit_bounds) == list(INVOCATION_DURATION_BUCKETS)
+        (inference,) = rx.metric("gen_ai.invoke_agent.inference_calls").histogram.data_points
+        assert (inference.count, inference.sum) == (1, 2)
+        (tool_calls,) = rx.metric("gen_ai.invoke_agent.tool_calls").histogram.data_points
+        assert (tool_calls.count, tool_calls.sum) == (1, 1)
+        tool_duration = rx.metric("gen_ai.execute_tool.duration")
+        assert tool_duration.unit == "s"
+        assert attributes(tool_duration.histogram.data_points[0].attributes)[
+            "gen_ai.tool.name"] == "lookup"
+        assert not rx.metric_names() & {"gen_ai.client.token.usage",
+                                        "gen_ai.client.operation.duration"}
+        # and everything that crossed the wire conforms to the registry extract
+        assert check(*from_otlp(spans, [r for _, r in rx.metric_requests])) == []
         executions = rx.metric("instrument.executions")
         assert executions.sum.data_points[0].as_int == 1
         depth = rx.metric("instrument.pipeline.queue.depth")
         assert depth.gauge.data_points[0].as_int == 0  # flushed: nothing waiting
         assert "instrument.pipeline.dropped" in rx.metric_names()
+
+
+@pytest.mark.parametrize("opt_in", ["gen_ai/previous", "http,gen_ai/dup"])
+def test_the_previous_names_arrive_with_the_compatibility_setting(
+        opt_in: str, otel_env: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    with OtlpReceiver() as rx:
+        otel_env.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", rx.http_url)
+        otel_env.setenv("OTEL_SEMCONV_STABILITY_OPT_IN", opt_in)
+        instrument.configure(database_url=f"sqlite:///{tmp_path / 'compat.db'}")
+        tool_agent("agent-42", "Researcher", "user-7")
+        assert instrument.shutdown(10.0)
+        spans = rx.wait_for_spans(2)
+        agent = next(s for s in spans if s.name == "invoke_agent Researcher")
+        assert agent.attributes["gen_ai.agent.id"] == "agent-42"
+        tokens = rx.metric("gen_ai.client.token.usage")
+        by_type = {attributes(p.attributes)["gen_ai.token.type"]: p
+                   for p in tokens.histogram.data_points}
+        assert (by_type["input"].sum, by_type["output"].sum) == (300, 40)
+        assert list(by_type["input"].explicit_bounds) == list(TOKEN_USAGE_BUCKETS)
+        assert rx.metric("gen_ai.client.operation.duration").unit == "s"
+        both = opt_in.endswith("dup")
+        assert ("instrument.agent_id" in agent.attributes) is both
+        assert ("gen_ai.invocation.duration" in rx.metric_names()) is both
 
 
 # -- a collector that never answers ------------------------------------------------------------
