@@ -6,17 +6,18 @@ named by ``engine=``, and the memo of auto-detection by result type or key set.
 
 from __future__ import annotations
 
+import difflib
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from instrument.adapters import registry
-from instrument.adapters.protocol import Adapter
+from instrument.adapters.protocol import Adapter, StreamedItems
 from instrument.adapters.registry import UnknownAdapterError, get_adapter
 from instrument.binding import ArgumentPlan, FieldSpec, Literal_, _none, compile_field
 from instrument.guard import internal_error
-from instrument.record import ExecutionResult, unmeasured_result
+from instrument.record import ExecutionResult, bounded_key, unmeasured_result
 
 __all__ = ["PREBUILT", "Options", "Plan", "unrecognized"]
 
@@ -45,8 +46,9 @@ class Plan:
     )
 
     def __init__(self, fn: Callable[..., Any], opts: Options, *, static: bool) -> None:
-        self.qualname: str = getattr(fn, "__qualname__", getattr(fn, "__name__", repr(fn)))
-        self.name: str | None = opts.name
+        qualname = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None)
+        self.qualname: str = bounded_key(qualname if isinstance(qualname, str) else repr(fn))
+        self.name: str | None = bounded_key(str(opts.name)) if opts.name is not None else None
         self.engine: str | None = opts.engine
         self.writers: tuple[str, ...] | None = opts.writers
         self.writers_checked = opts.writers is None
@@ -56,9 +58,16 @@ class Plan:
             try:
                 self.adapter = get_adapter(opts.engine)
             except UnknownAdapterError:
-                # Never break the host: fall back to auto-detection and say so once.
-                internal_error(f"@logged_execution on {self.qualname}: unknown engine",
-                               decoration=True)
+                # Never break the host: fall back to auto-detection and say so once (strict
+                # mode raises it here, at decoration time).
+                known = registry.available_adapters()
+                close = difflib.get_close_matches(opts.engine, known, n=1)
+                internal_error(
+                    f"@logged_execution on {self.qualname}: unknown engine {opts.engine!r}"
+                    + (f" (did you mean {close[0]!r}?)" if close else "")
+                    + f"; known adapters: {', '.join(known)}. Each result's engine is detected "
+                    "instead; fix engine=, or register an adapter (docs/adapters.md)",
+                    decoration=True)
         args = ArgumentPlan(fn, static=static, owner=self.qualname)
         et = opts.execution_type
         if isinstance(et, str):
@@ -112,7 +121,9 @@ class Plan:
             return registry.match_adapter(result)
         if found is not _UNCACHED:
             return found  # type: ignore[no-any-return]
-        if isinstance(result, Mapping):  # dict results are told apart by shape, per call
+        # dict results are told apart by shape, and streams by their items, per call: one
+        # function's stream may be empty (closed before its first item) one time, not the next
+        if isinstance(result, (Mapping, StreamedItems)):
             self.by_type[tp] = _BY_SHAPE
             return registry.match_adapter(result)
         found = self.by_type[tp] = registry.match_adapter(result)

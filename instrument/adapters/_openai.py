@@ -9,6 +9,11 @@ get the identical object back, so nothing is wrapped from the outside: the insta
 ``_iterator`` is replaced by an observing generator and ``close`` is shadowed on the instance.
 The record is finished exactly once, when the stream is exhausted, raises, is closed, or is
 garbage-collected unread (a ``weakref.finalize`` that holds no reference to the stream).
+
+A stream an instrumentation wrapped (OpenTelemetry's ``ChatStreamWrapper``, OpenInference's
+wrapt proxy; see :mod:`instrument.adapters._wrapped`) is recognized through its wrappers; its
+items are still observed on the real stream, but the record is finished only once the
+outermost wrapper is done, so our span ends after the wrapper's own.
 """
 
 from __future__ import annotations
@@ -20,11 +25,13 @@ import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
+from instrument.adapters._wrapped import follow_outer, unwrap
 from instrument.adapters.protocol import StreamedItems
 from instrument.record import ExecutionResult, TokenUsage
 
 __all__ = [
-    "StreamWatch", "count", "ends", "is_openai_stream", "text", "usage_from", "watch_stream",
+    "StreamWatch", "count", "ends", "is_openai_stream", "openai_stream_in", "text", "usage_from",
+    "watch_stream",
 ]
 
 _log = logging.getLogger(__name__)
@@ -89,23 +96,59 @@ def is_openai_stream(result: object) -> bool:
     return cls.__module__.startswith("openai") and cls.__name__ in ("Stream", "AsyncStream")
 
 
-class StreamWatch:
-    """Collects one stream's items and reports the outcome exactly once."""
+def openai_stream_in(result: object) -> Any | None:
+    """The ``openai.Stream``/``AsyncStream`` that `result` is or wraps (an instrumentation's
+    wrapper or proxy, recognized by behaviour), else None."""
+    return unwrap(result, is_openai_stream)
 
-    __slots__ = ("__weakref__", "_done", "_fired", "_lock", "_normalize", "items")
+
+class StreamWatch:
+    """Collects one stream's items and reports the outcome exactly once.
+
+    When the stream is wrapped (``defer()``), the end seen on the real stream is kept and
+    reported by :meth:`release`, which the outermost wrapper's end calls.
+    """
+
+    __slots__ = ("__weakref__", "_deferred", "_done", "_fired", "_lock", "_normalize",
+                 "_outcome", "items")
 
     def __init__(self, normalize: Callable[[StreamedItems], ExecutionResult], done: Done) -> None:
         self.items = StreamedItems()
         self._normalize = normalize
         self._done = done
         self._fired = False
+        self._deferred = False
+        self._outcome: tuple[BaseException | None, bool] | None = None
         self._lock = threading.Lock()
+
+    def defer(self) -> None:
+        """Wait for :meth:`release` (set before the stream is iterated)."""
+        self._deferred = True
 
     def finish(self, *, error: BaseException | None = None, closed_early: bool = False) -> None:
         with self._lock:
             if self._fired:
                 return
+            if self._deferred:
+                if self._outcome is None:  # the first end seen is the one that counts
+                    self._outcome = (error, closed_early)
+                return
             self._fired = True
+        self._report(error, closed_early)
+
+    def release(self, error: BaseException | None = None) -> None:
+        """The outer wrapper is done: report how the stream ended (what the real stream
+        showed; else `error`; else closed early, as when the wrapper was dropped unread)."""
+        with self._lock:
+            if self._fired:
+                return
+            self._fired = True
+            outcome = self._outcome
+        if outcome is None:
+            outcome = (error, error is None)
+        self._report(*outcome)
+
+    def _report(self, error: BaseException | None, closed_early: bool) -> None:
         if error is not None:
             self._done(error)
             return
@@ -124,15 +167,17 @@ class StreamWatch:
         self._done(result)
 
     def abandoned(self) -> None:
-        self.finish(closed_early=True)
+        self.release()
 
 
-def watch_stream(stream: Any, normalize: Callable[[StreamedItems], ExecutionResult],
+def watch_stream(result: Any, normalize: Callable[[StreamedItems], ExecutionResult],
                  done: Done) -> bool:
-    """Follow an openai ``Stream``/``AsyncStream`` in place. False when its shape is unknown."""
+    """Follow an openai ``Stream``/``AsyncStream``, bare or wrapped, in place. False when its
+    shape is unknown."""
+    stream = openai_stream_in(result)
     inner = getattr(stream, "_iterator", None)
     close = getattr(stream, "close", None)
-    if inner is None or close is None:
+    if stream is None or inner is None or close is None:
         return False
     watch = StreamWatch(normalize, done)
     if inspect.isasyncgen(inner):
@@ -143,6 +188,9 @@ def watch_stream(stream: Any, normalize: Callable[[StreamedItems], ExecutionResu
         stream.close = _sync_close(close, watch)
     else:
         return False
+    # A wrapper that cannot be followed: the real stream's own end finishes the record.
+    if stream is not result and follow_outer(result, watch.release):
+        watch.defer()
     weakref.finalize(stream, watch.abandoned)
     return True
 

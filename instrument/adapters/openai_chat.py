@@ -10,7 +10,10 @@ Understands three shapes an executor can hand over:
   ``stream_options={"include_usage": True}``;
 - an ``openai.Stream`` / ``openai.AsyncStream`` of chunks it returned unread: the adapter is
   deferred and finishes the record when the caller has consumed, closed or dropped the stream
-  (see :mod:`instrument.adapters._openai`); the caller gets the identical stream object.
+  (see :mod:`instrument.adapters._openai`); the caller gets the identical stream object. The
+  same holds for such a stream wrapped by an instrumentation (OpenTelemetry's
+  ``ChatStreamWrapper``, OpenInference's wrapt proxy): the record is finished after the
+  wrapper's own span ends.
 
 The record has: model (as the API reported it), provider ``"openai"``, token usage (input,
 output, total, cached input, reasoning), the tool calls the model asked for (function name and
@@ -30,7 +33,7 @@ from pydantic import JsonValue
 from instrument.adapters._openai import (
     count,
     ends,
-    is_openai_stream,
+    openai_stream_in,
     text,
     usage_from,
     watch_stream,
@@ -67,9 +70,12 @@ def _as_chunk(obj: object) -> object | None:
 
 
 def _is_chunk_stream(obj: object) -> bool:
-    if not is_openai_stream(obj):
+    """A chunk stream, bare or inside an instrumentation's wrapper (OpenTelemetry's
+    ``ChatStreamWrapper``, OpenInference's proxy), recognized by behaviour."""
+    stream = openai_stream_in(obj)
+    if stream is None:
         return False
-    cast_to = getattr(obj, "_cast_to", None)
+    cast_to = getattr(stream, "_cast_to", None)
     return getattr(cast_to, "__module__", None) == _CHUNK_MODULE
 
 

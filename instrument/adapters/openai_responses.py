@@ -27,7 +27,7 @@ from typing import Any
 
 from pydantic import JsonValue
 
-from instrument.adapters._openai import ends, is_openai_stream, text, usage_from, watch_stream
+from instrument.adapters._openai import ends, openai_stream_in, text, usage_from, watch_stream
 from instrument.adapters.protocol import StreamedItems
 from instrument.record import ErrorInfo, ExecutionResult, ToolCall
 
@@ -56,9 +56,11 @@ def _is_event(obj: object) -> bool:
 
 
 def _is_event_stream(obj: object) -> bool:
-    if not is_openai_stream(obj):
+    """A Responses event stream, bare or inside an instrumentation's wrapper."""
+    stream = openai_stream_in(obj)
+    if stream is None:
         return False
-    cast_to = getattr(obj, "_cast_to", None)
+    cast_to = getattr(stream, "_cast_to", None)
     if isinstance(cast_to, type):
         return cast_to.__module__.startswith(_TYPES)
     module = sys.modules.get(_STREAM_EVENT_MODULE)  # loaded whenever such a stream exists

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Protocol, runtime_checkable
+import time
+from collections.abc import Callable, Iterable
+from typing import Any, Protocol, runtime_checkable
 
 from instrument.record import ExecutionResult
 
@@ -14,9 +15,41 @@ class StreamedItems(list[object]):
     """The items a generator executor yielded, handed to an adapter as one result.
 
     A distinct type so `matches` can tell a streamed run from an executor that returned a list.
+    It also times its own filling: :attr:`first_item_ms` is the time from its creation (the
+    stream's start) to the first :meth:`append`; it is ``None`` when the items were given at
+    construction (nobody timed them) or none arrived.
     """
 
-    __slots__ = ()
+    __slots__ = ("_created_ns", "_first_ns")
+
+    def __init__(self, items: Iterable[object] = ()) -> None:
+        super().__init__(items)
+        self._created_ns = time.perf_counter_ns()
+        self._first_ns: int | None = None
+
+    def append(self, item: object) -> None:
+        if self._first_ns is None:
+            self._first_ns = time.perf_counter_ns()
+        list.append(self, item)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Copies and pickles keep the timing as measured (the default would re-append).
+        return _rebuild, (list(self), self._created_ns, self._first_ns)
+
+    @property
+    def first_item_ms(self) -> float | None:
+        """Milliseconds from the stream's start to its first item, when measured."""
+        first: int | None = getattr(self, "_first_ns", None)
+        created: int | None = getattr(self, "_created_ns", None)
+        if first is None or created is None:
+            return None
+        return (first - created) / 1e6
+
+
+def _rebuild(items: list[object], created_ns: int, first_ns: int | None) -> StreamedItems:
+    out = StreamedItems(items)
+    out._created_ns, out._first_ns = created_ns, first_ns
+    return out
 
 
 @runtime_checkable

@@ -5,7 +5,8 @@ Auto-detection order (first `matches` wins), documented in docs/adapters.md:
 1. adapters registered in code with :func:`register_adapter`, most recent first;
 2. third-party adapters from the ``logged_execution.adapters`` entry-point group, by name;
 3. the built-ins, most specific first: ``openai_agents``, ``openai_responses``,
-   ``openai_chat``, ``orchestrator``, ``agentkit``, and ``mapping`` last (the fallback).
+   ``openai_chat``, ``orchestrator``, ``agentkit``, ``text_stream``, and ``mapping`` last
+   (the fallback).
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ _BUILTINS: dict[str, str] = {
     "openai_chat": "instrument.adapters.openai_chat:ADAPTER",
     "orchestrator": "instrument.adapters.orchestrator:ADAPTER",
     "agentkit": "instrument.adapters.agentkit:ADAPTER",
+    "text_stream": "instrument.adapters.text_stream:ADAPTER",
     "mapping": "instrument.adapters.mapping:ADAPTER",
 }
 BUILTIN_ORDER: tuple[str, ...] = tuple(_BUILTINS)

@@ -221,3 +221,22 @@ OPENAI_SAMPLES: dict[str, Callable[[], list[object]]] = {
     "openai_chat": lambda: [Sample(openai_chat_completion(), unmeasured={"retries", "steps"})],
     "openai_responses": lambda: [Sample(openai_response(), unmeasured={"retries", "steps"})],
 }
+
+
+def text_stream_collected() -> object:
+    """Chunks collected the way the decorator collects a generator's items (timed appends)."""
+    from instrument.adapters.protocol import StreamedItems
+
+    items = StreamedItems()
+    for chunk in ("Once ", "upon ", "a time"):
+        items.append(chunk)
+    return items
+
+
+_TEXT_UNMEASURED = {"tokens", "iterations", "retries", "tool_calls", "model", "provider",
+                    "memory", "steps", "workflow", "orchestration_ms"}
+
+#: Samples for the engines added in issue 15 (their own modules add more).
+ENGINE_SAMPLES: dict[str, Callable[[], list[object]]] = {
+    "text_stream": lambda: [Sample(text_stream_collected(), unmeasured=_TEXT_UNMEASURED)],
+}

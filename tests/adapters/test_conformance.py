@@ -15,7 +15,12 @@ from instrument.adapters import get_adapter
 from instrument.adapters.conformance import RULES, Sample, check_adapter, junk_corpus
 from instrument.adapters.registry import BUILTIN_ORDER
 from instrument.record import ExecutionResult, TokenUsage, ToolCall
-from tests.adapters.samples import BUILTIN_SAMPLES, OPENAI_SAMPLES, agentkit_success
+from tests.adapters.samples import (
+    BUILTIN_SAMPLES,
+    ENGINE_SAMPLES,
+    OPENAI_SAMPLES,
+    agentkit_success,
+)
 
 
 #: Samples per built-in: ours, plus the ones the adapter's own module offers
@@ -27,6 +32,7 @@ def _fixed(samples: list[object]) -> Callable[[], list[object]]:
 SAMPLE_FACTORIES: dict[str, Callable[[], list[object]]] = {
     **{name: _fixed(samples) for name, samples in BUILTIN_SAMPLES.items()},
     **OPENAI_SAMPLES,
+    **ENGINE_SAMPLES,
 }
 
 
