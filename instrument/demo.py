@@ -214,7 +214,8 @@ def _optional_engine(engine: str, package: str) -> str | None:
         return f"adapters.{engine} is not built yet"
     if importlib.util.find_spec(package) is None:
         extra = "agents" if package == "agents" else "openai"
-        return f"{package} is not installed (pip install 'logged-execution[{extra}]')"
+        return (f"{package} is not installed (pip install -e '.[{extra}]' in the checkout; "
+                f"once published: pip install 'logged-execution[{extra}]')")
     return None
 
 

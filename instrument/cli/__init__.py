@@ -26,8 +26,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ImportError as exc:
         package = (exc.name or "").split(".")[0]
         if package in ("click", "rich"):
-            sys.stderr.write(f"error: the instrument command needs {package}; "
-                             "pip install 'logged-execution[cli]'\n")
+            sys.stderr.write(f"error: the instrument command needs {package}; pip install -e "
+                             "'.[cli]' in your logged-execution checkout (once published: "
+                             "pip install 'logged-execution[cli]')\n")
             return EXIT_USAGE
         raise
     return run(argv)

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import os
+import sqlite3
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager, suppress
+from contextlib import closing, contextmanager, suppress
+from pathlib import Path
 from typing import Any, TypeVar
 
 import click
@@ -18,7 +22,13 @@ from instrument.stores import (
     ExecutionQueries,
     SchemaAdmin,
     Store,
+    mask_url,
     open_store,
+)
+from instrument.stores.migrations import (
+    missing_objects_postgres,
+    missing_objects_sqlite,
+    sqlite_schema_version,
 )
 
 __all__ = [
@@ -30,14 +40,20 @@ __all__ = [
     "console",
     "database_url_option",
     "first_line",
+    "install_hint",
     "json_option",
+    "missing_objects",
+    "no_database",
     "open_store_for",
     "pick",
     "print_json",
     "queries",
+    "reading",
     "schema_admin",
     "settings_for",
+    "sqlite_file",
     "store_call",
+    "url_flag",
 ]
 
 T = TypeVar("T")
@@ -68,11 +84,18 @@ def json_option(f: F) -> F:
 
 
 def console() -> Console:
-    """A console on the current stdout; wide enough for the tables when output is piped."""
+    """A console on the current stdout. Piped, it never wraps a line (tables are plain text
+    then: see :mod:`instrument.cli.layout`)."""
     out = Console(highlight=False)
     if not out.is_terminal:
-        out.width = max(out.width, 140)
+        out.width = 10_000
     return out
+
+
+def install_hint(extra: str) -> str:
+    """How to install an extra: from the checkout, until the package is published."""
+    return (f"pip install -e '.[{extra}]' in your logged-execution checkout (once published: "
+            f"pip install 'logged-execution[{extra}]')")
 
 
 def print_json(value: object) -> None:
@@ -85,11 +108,76 @@ def first_line(exc: BaseException) -> str:
 
 
 def settings_for(database_url: str | None) -> Settings:
-    """Settings with `--database-url` over the environment; a bad value is a usage error."""
+    """Settings with `--database-url` over the environment; a bad value is a usage error.
+
+    A relative SQLite path is made absolute here, so every message names the file itself.
+    """
     try:
-        return resolve_settings(database_url=database_url)
+        settings = resolve_settings(database_url=database_url)
     except ConfigurationError as exc:
         raise CliError(first_line(exc), EXIT_USAGE) from None
+    url = settings.database_url
+    if url.startswith("sqlite://") and not url.startswith("sqlite:///") \
+            and url != "sqlite://:memory:":
+        source = "--database-url" if database_url else "INSTRUMENT_DATABASE_URL"
+        given = url[len("sqlite://"):]
+        raise CliError(
+            f"{source} {url!r} has two slashes after 'sqlite:'; a SQLite URL has three: "
+            f"'sqlite:///{given}' (relative to the current directory: "
+            f"{os.path.abspath(given)}), or four before an absolute path: "
+            f"'sqlite:///{os.path.abspath(given)}'", EXIT_USAGE)
+    path = sqlite_file(url)
+    if path is not None and str(path) != url[len("sqlite:///"):]:
+        settings = dataclasses.replace(settings, database_url=f"sqlite:///{path}")
+    return settings
+
+
+def sqlite_file(url: str) -> Path | None:
+    """The absolute path of a ``sqlite:///`` file URL; None for other URLs and memory."""
+    if not url.startswith("sqlite:///"):
+        return None
+    path = url[len("sqlite:///"):]
+    if not path or path == ":memory:":
+        return None
+    return Path(os.path.abspath(path))
+
+
+def url_flag(database_url: str | None) -> str:
+    """`` --database-url URL`` (password masked) when the user passed one, for fixes to run."""
+    return f" --database-url {mask_url(database_url)}" if database_url else ""
+
+
+def no_database(path: Path, flag: str = "") -> str:
+    return (f"no database at {path}; create it with `instrument migrate{flag}` (or run "
+            "`instrument demo`), or fix --database-url / INSTRUMENT_DATABASE_URL")
+
+
+@contextmanager
+def reading(settings: Settings, flag: str = "") -> Iterator[Store]:
+    """The store, for a command that only reads: it never creates a database or a schema.
+
+    A SQLite file that is not there, or holds no logged-execution schema, is a problem (exit 1)
+    naming the absolute path and `instrument migrate`, instead of a new, empty database.
+    """
+    path = sqlite_file(settings.database_url)
+    if path is not None:
+        if not path.is_file():
+            raise CliError(no_database(path, flag))
+        try:  # read-only: the store would create the schema on first use
+            with closing(sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True)) as conn:
+                version = sqlite_schema_version(conn)
+        except sqlite3.Error as exc:
+            raise CliError(f"cannot read {path}: {exc}; is it a SQLite database? Fix "
+                           "--database-url / INSTRUMENT_DATABASE_URL") from None
+        if version is None:
+            raise CliError(f"no logged-execution schema in {path}; run "
+                           f"`instrument migrate{flag}`")
+    with open_store_for(settings) as store:
+        if path is None and isinstance(store, SchemaAdmin) \
+                and store_call(store, store.schema_version) is None:
+            raise CliError(f"no logged-execution schema in {store.display_url}; run "
+                           f"`instrument migrate{flag}`")
+        yield store
 
 
 @contextmanager
@@ -98,12 +186,14 @@ def open_store_for(settings: Settings) -> Iterator[Store]:
     try:
         store = open_store(settings.database_url, supabase_url=settings.supabase_url,
                            supabase_key=settings.supabase_key)
-    except ConfigurationError as exc:
-        raise CliError(first_line(exc), EXIT_USAGE) from None
-    except ImportError as exc:
+    except (ConfigurationError, ImportError) as exc:
+        missing = exc if isinstance(exc, ImportError) else exc.__cause__
+        if not isinstance(missing, ImportError):
+            raise CliError(first_line(exc), EXIT_USAGE) from None
+        extra = "supabase" if settings.database_url.startswith("supabase") else "postgres"
         raise CliError(
-            f"the store for this URL needs a package that is not installed ({exc.name}); "
-            "pip install 'logged-execution[postgres]' (or [supabase], [all])", EXIT_USAGE,
+            f"the store for {mask_url(settings.database_url)} needs a package that is not "
+            f"installed ({missing.name}); {install_hint(extra)}", EXIT_USAGE,
         ) from None
     try:
         yield store
@@ -179,3 +269,26 @@ def pick(row: Mapping[str, Any], *names: str) -> Any:
         if v is not None:
             return v
     return None
+
+
+def missing_objects(store: Store, database_url: str) -> list[str] | None:
+    """The tables, columns, views and functions the current schema needs that the database at
+    `database_url` lacks (empty: complete); None when this store's schema cannot be inspected
+    (Supabase's REST API). Reads only; errors become one line, like :func:`store_call`."""
+    path = sqlite_file(database_url)
+    if path is not None:
+        def inspect_sqlite() -> list[str]:
+            with closing(sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True)) as conn:
+                return missing_objects_sqlite(conn)
+
+        return store_call(store, inspect_sqlite)
+    if store.dialect != "postgres":
+        return None
+
+    def inspect_postgres() -> list[str]:
+        import psycopg  # late: psycopg is the optional `postgres` extra, present for this URL
+
+        with psycopg.connect(database_url, connect_timeout=10) as conn:
+            return missing_objects_postgres(conn)
+
+    return store_call(store, inspect_postgres)

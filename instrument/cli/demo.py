@@ -23,6 +23,7 @@ from instrument.cli.common import (
     settings_for,
     store_call,
 )
+from instrument.cli.layout import show
 from instrument.cli.render import (
     agents_table,
     ais_table,
@@ -34,7 +35,7 @@ from instrument.cli.summary import agent_summaries
 from instrument.config import Settings
 from instrument.demo import run_demo
 from instrument.errors import ConfigurationError
-from instrument.stores import Store
+from instrument.stores import AISConfigSource, Store
 
 __all__ = ["demo"]
 
@@ -108,20 +109,22 @@ def demo(database_url: str | None) -> int:
         intensity = [r for r in store_call(store, lambda: reader.intensity_metrics(None))
                      if r["agent_id"] in agents]
         logs = store_call(store, lambda: _logs_rows(store, settings, ids))
+        base = (store_call(store, store.ais_config) if isinstance(store, AISConfigSource)
+                else None)
     order = {str(r.execution_id): i for i, r in enumerate(run.records)}
     logs.sort(key=lambda r: order.get(str(r.get("execution_id")), len(order)))
     runtime.shutdown(5.0)
 
     executions.sort(key=lambda r: str(r.get("started_at")))
     out.print()
-    out.print(executions_table(executions, title="Writer `executions` -> agent_executions "
+    show(out, executions_table(executions, title="Writer `executions` -> agent_executions "
                                "(this run)"))
-    out.print(logs_table(logs, title="Writer `logs` -> agent_logs (this run)"))
-    out.print(stats_rows_table(stats_rows, title="Writer `stats` -> agent_stats (all runs so far)"))
-    summaries = agent_summaries(stats_rows, intensity)
-    out.print(agents_table(summaries, title="Writer `intensity` -> agent_intensity_metrics: "
+    show(out, logs_table(logs, title="Writer `logs` -> agent_logs (this run)"))
+    show(out, stats_rows_table(stats_rows, title="Writer `stats` -> agent_stats (all runs so far)"))
+    summaries = agent_summaries(stats_rows, intensity, base=base)
+    show(out, agents_table(summaries, title="Writer `intensity` -> agent_intensity_metrics: "
                            "per-agent stats"))
-    out.print(ais_table(summaries))
+    show(out, ais_table(summaries))
     out.print("Next: `instrument stats`, `instrument tail --status failed`, "
               "`instrument doctor`.")
     if len(executions) != n:

@@ -17,13 +17,19 @@ from instrument.cli.common import (
     console,
     database_url_option,
     first_line,
+    install_hint,
     json_option,
+    missing_objects,
+    no_database,
     open_store_for,
     print_json,
     schema_admin,
     settings_for,
+    sqlite_file,
     store_call,
+    url_flag,
 )
+from instrument.cli.layout import show
 from instrument.cli.render import checks_table
 from instrument.config import Settings, describe, spool_dir_for
 from instrument.pipeline.quarantine import QUARANTINE_FILE, quarantined
@@ -53,8 +59,8 @@ def _expected_version(dialect: str) -> int | None:
     return int(value) if value is not None else None
 
 
-def _store_checks(store: Store, url_flag: str) -> list[Check]:
-    migrate = f"instrument migrate{url_flag}"
+def _store_checks(store: Store, database_url: str, flag: str) -> list[Check]:
+    migrate = f"instrument migrate{flag}"
     try:
         version = store_call(store, schema_admin(store).schema_version)
     except CliError as exc:
@@ -80,10 +86,27 @@ def _store_checks(store: Store, url_flag: str) -> list[Check]:
     elif version > expected:
         checks.append(_check("schema", "fail",
                              f"schema v{version} is newer than this SDK (expects v{expected})",
-                             "upgrade: pip install -U logged-execution"))
+                             f"upgrade logged-execution ({install_hint('all')})"))
     else:
-        checks.append(_check("schema", "ok", f"schema v{version} (expected v{expected})"))
+        checks.append(_objects_check(store, database_url, version, migrate))
     return checks
+
+
+def _objects_check(store: Store, database_url: str, version: int, migrate: str) -> Check:
+    """The version row is right: is every table, column, view and function there too?"""
+    try:
+        missing = missing_objects(store, database_url)
+    except CliError as exc:
+        return _check("schema", "fail", f"schema v{version}, but it cannot be inspected: {exc}",
+                      f"run `{migrate}`")
+    if missing is None:
+        return _check("schema", "ok", f"schema v{version} (expected v{version}; tables not "
+                      "inspected over the REST API)")
+    if missing:
+        return _check("schema", "fail", f"schema v{version}, but missing: {', '.join(missing)}",
+                      f"run `{migrate}` (it re-creates them; rows elsewhere are kept)")
+    return _check("schema", "ok", f"schema v{version} (expected v{version}), every table, "
+                  "view and function present")
 
 
 def _tcp_reachable(endpoint: str, default_port: int, timeout_s: float = 2.0) -> str | None:
@@ -119,7 +142,7 @@ def _otlp_check(settings: Settings) -> Check:
         return _check("otlp", "ok", f"{traces.endpoint} reachable ({traces.protocol})")
     return _check("otlp", "fail", f"{traces.endpoint} not reachable: {problem}",
                   "start the collector (e.g. docker run -p 4317:4317 -p 4318:4318 "
-                  "-p 16686:16686 jaegertracing/all-in-one) or unset "
+                  "-p 16686:16686 jaegertracing/jaeger:2.20.0) or unset "
                   "OTEL_EXPORTER_OTLP_ENDPOINT")
 
 
@@ -155,11 +178,18 @@ def _spool_dir(settings: Settings) -> Path | None:
 
 def run_checks(settings: Settings, database_url: str | None) -> list[Check]:
     """Every check, in order. Never raises for a problem it can describe."""
-    url_flag = f" --database-url {mask_url(database_url)}" if database_url else ""
-    with open_store_for(settings) as store:
-        checks = _store_checks(store, url_flag)
+    flag = url_flag(database_url)
+    path = sqlite_file(settings.database_url)
+    if path is not None and not path.is_file():  # checking must not create the database
+        checks = [_check("database", "fail", no_database(path, flag).split(";")[0],
+                         f"create it with `instrument migrate{flag}`, or fix --database-url / "
+                         "INSTRUMENT_DATABASE_URL"),
+                  _check("schema", "skip", "no database")]
+    else:
+        with open_store_for(settings) as store:
+            checks = _store_checks(store, settings.database_url, flag)
     checks.append(_otlp_check(settings))
-    checks.extend(_spool_checks(_spool_dir(settings), url_flag))
+    checks.extend(_spool_checks(_spool_dir(settings), flag))
     return checks
 
 
@@ -185,7 +215,7 @@ def doctor(database_url: str | None, as_json: bool) -> int:
         out.print("Settings: " + "  ".join(
             f"{k}={','.join(v) if isinstance(v, list) else v}" for k, v in shown.items()
             if v not in (None, False)))
-        out.print(checks_table(checks))
+        show(out, checks_table(checks))
     if failed:
         first = failed[0]
         click.echo(f"error: {len(failed)} problem(s) found; {first['check']}: {first['detail']}"

@@ -17,14 +17,20 @@ from instrument.cli.common import (
     console,
     database_url_option,
     first_line,
+    missing_objects,
+    no_database,
     open_store_for,
     schema_admin,
     settings_for,
+    sqlite_file,
     store_call,
+    url_flag,
 )
 from instrument.config import spool_dir_for
 from instrument.pipeline import replay as replay_spool
+from instrument.pipeline.spool import backlog
 from instrument.stores import open_store
+from instrument.stores.migrations import expected_version
 
 __all__ = ["migrate", "replay", "schema"]
 
@@ -42,17 +48,34 @@ def _migrations() -> Any:
 def migrate(database_url: str | None) -> int:
     """Create the schema, or upgrade it to this SDK's version. Safe to run again."""
     settings = settings_for(database_url)
+    path = sqlite_file(settings.database_url)
+    created = path is not None and not path.is_file()
     with open_store_for(settings) as store:
         admin = schema_admin(store)
         before = store_call(store, admin.schema_version)
+        # what a hand edit removed from a current schema, to say what migrate repaired
+        current = expected_version("sqlite" if store.dialect == "sqlite" else "postgres")
+        lacking = (missing_objects(store, settings.database_url) or []
+                   if before == current else [])
         after = store_call(store, admin.migrate)
+        still = missing_objects(store, settings.database_url) or []
         url = store.display_url
     out = console()
-    if before == after:
-        out.print(f"Schema already at v{after} in {url}; nothing to do.")
-    else:
-        was = "no schema" if before is None else f"v{before}"
-        out.print(f"Migrated {url}: {was} -> v{after}.")
+    repaired = [m for m in lacking if m not in still]
+    if created:
+        out.print(f"Created {path} with schema v{after}.")
+    elif before is None:
+        out.print(f"Migrated {url}: no schema -> v{after}.")
+    elif before != after:
+        out.print(f"Migrated {url}: v{before} -> v{after}.")
+    if repaired:
+        out.print(f"Repaired {url} (schema v{after}): re-created {', '.join(repaired)}.")
+    elif before == after:
+        out.print(f"Schema already at v{after} in {url}, every table, view and function "
+                  "present; nothing to do.")
+    if still:
+        raise CliError(f"after migrating, {url} still lacks {', '.join(still)}; check that "
+                       "this database role may create tables, views and functions")
     return EXIT_OK
 
 
@@ -82,14 +105,22 @@ def replay(database_url: str | None) -> int:
     with open_store_for(settings) as store:  # validates the URL scheme before any work
         url = store.display_url
     spool_dir = spool_dir_for(settings.spool_dir, settings.database_url, settings.supabase_url)
+    waiting = backlog(spool_dir)
+    path = sqlite_file(settings.database_url)
+    if path is not None and not path.is_file() and not waiting:
+        # nothing to deliver: a typo in the URL must not create an empty database
+        raise CliError(no_database(path, url_flag(database_url))
+                       + f"; its spool ({spool_dir}) is empty")
     out = console()
     columns = (TextColumn("[progress.description]{task.description}"), BarColumn(),
                MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=out, transient=False) as bar:
-        task = bar.add_task(f"replaying into {url}", total=None)
+        # the records waiting now (spools of running processes included; replay leaves those
+        # to them and reports its own total with the first batch)
+        task = bar.add_task(f"replaying into {url}", total=waiting)
 
         def progress(done: int, total: int | None) -> None:
-            bar.update(task, completed=done, total=total)
+            bar.update(task, completed=done, total=total if total is not None else waiting)
 
         # the records obey the content policy already (as in the live pipeline's store)
         store = open_store(settings.database_url, keep_content=True,

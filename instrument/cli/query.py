@@ -18,16 +18,18 @@ from instrument.cli.common import (
     console,
     database_url_option,
     json_option,
-    open_store_for,
     pick,
     print_json,
     queries,
+    reading,
     settings_for,
     store_call,
+    url_flag,
 )
+from instrument.cli.layout import show
 from instrument.cli.render import agents_table, ais_table, executions_table
 from instrument.cli.summary import agent_summaries, dynamic_ranges
-from instrument.stores import ExecutionFilter, ExecutionQueries, Store
+from instrument.stores import AISConfigSource, ExecutionFilter, ExecutionQueries, Store
 
 __all__ = ["stats", "tail"]
 
@@ -51,13 +53,14 @@ def stats(database_url: str | None, as_json: bool, agent_id: str | None,
           recompute_ranges: bool) -> int:
     """Per-agent runs, success rate, tokens, duration and intensity (AIS) scores."""
     settings = settings_for(database_url)
-    with open_store_for(settings) as store:
+    with reading(settings, url_flag(database_url)) as store:
         reader = queries(store)
         stats_rows = store_call(store, reader.agent_stats)
         intensity_rows = store_call(store, lambda: reader.intensity_metrics(None))
-        # re-scoring uses the database's weights, tiers and percentile, not the code's defaults
-        base = (store_call(store, ais_config_source(store).ais_config) if recompute_ranges
-                else None)
+        # re-scoring uses the database's weights, tiers and percentile, not the code's defaults;
+        # the minimum runs and the blend shown under the table are the database's too
+        base = (store_call(store, ais_config_source(store).ais_config)
+                if recompute_ranges or isinstance(store, AISConfigSource) else None)
         url = store.display_url
     ranges = dynamic_ranges(intensity_rows, base) if recompute_ranges else None
     note = None
@@ -88,8 +91,8 @@ def stats(database_url: str | None, as_json: bool, agent_id: str | None,
     elif ranges:
         out.print("Scored with dynamic ranges: "
                   + ", ".join(f"{k} {lo:g}-{hi:g}" for k, (lo, hi) in sorted(ranges.items())))
-    out.print(agents_table(summaries, title=f"Agents in {url}"))
-    out.print(ais_table(summaries))
+    show(out, agents_table(summaries, title=f"Agents in {url}"))
+    show(out, ais_table(summaries))
     return EXIT_OK
 
 
@@ -106,11 +109,7 @@ def _emit(rows: Sequence[Mapping[str, Any]], as_json: bool, *, header: bool) -> 
         for r in rows:
             click.echo(json.dumps(r, default=str, separators=(",", ":")))
         return
-    table = executions_table(rows)
-    if not header:
-        table.show_header = False
-        table.title = None
-    console().print(table)
+    show(console(), executions_table(rows), header=header)
 
 
 def _check_filters(store: Store, reader: ExecutionQueries, where: ExecutionFilter) -> None:
@@ -147,7 +146,7 @@ def tail(database_url: str | None, as_json: bool, limit: int, agent_id: str | No
     """Recent executions, oldest first. --json prints one JSON object per line."""
     settings = settings_for(database_url)
     where = ExecutionFilter(agent_id=agent_id, user_id=user_id, status=status, engine=engine)
-    with open_store_for(settings) as store:
+    with reading(settings, url_flag(database_url)) as store:
         reader = queries(store)
         rows = _chronological(store_call(store, lambda: reader.recent_executions(limit, where)))
         if not rows and not follow:

@@ -1,4 +1,5 @@
-"""Rich tables for rows read back from the store. Pure functions: rows in, a Table out."""
+"""The tables of rows read back from the store. Pure functions: rows in, a :class:`Grid` out
+(:mod:`instrument.cli.layout` fits it to the terminal, or prints it as plain text)."""
 
 from __future__ import annotations
 
@@ -7,11 +8,11 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from rich.table import Table
 from rich.text import Text
 
 from instrument.cli.common import pick
-from instrument.cli.summary import COMPONENTS
+from instrument.cli.layout import Col, Grid
+from instrument.cli.summary import COMPONENTS, young_agents_note
 
 __all__ = [
     "agents_table",
@@ -56,20 +57,33 @@ def _status(value: Any) -> Text:
     return Text(text, style=style)
 
 
-def executions_table(rows: Sequence[Mapping[str, Any]], title: str = "agent_executions") -> Table:
-    table = Table(title=title, title_justify="left")
-    for name, justify in (
-        ("started", "left"), ("execution", "left"), ("agent", "left"), ("user", "left"),
-        ("engine", "left"), ("type", "left"), ("status", "left"), ("ms", "right"),
-        ("tokens", "right"), ("error", "left"),
-    ):
-        table.add_column(name, justify=justify,  # type: ignore[arg-type]
-                         overflow="fold" if name == "error" else "ellipsis",
-                         min_width=20 if name == "error" else None)
+def _tokens(row: Mapping[str, Any], total: str, measured_runs: str) -> Any:
+    """A token total, or None when no run measured tokens (unmeasured is not 0)."""
+    runs = row.get(measured_runs)
+    return None if runs is not None and int(runs) == 0 else pick(row, total)
+
+
+def _error(row: Mapping[str, Any]) -> str:
+    error = pick(row, "error_message", "error")
+    etype = pick(row, "error_type")
+    if error is None:
+        return _DASH
+    return f"{etype}: {error}" if etype and etype != error else str(error)
+
+
+#: At a narrow terminal the columns with the highest priority number are left out first.
+_EXECUTION_COLS = (
+    Col("started"), Col("execution", priority=4), Col("agent", wrap=12),
+    Col("user", priority=6, wrap=8), Col("engine", priority=5, wrap=8),
+    Col("type", priority=7, wrap=6), Col("status"), Col("ms", right=True, priority=3),
+    Col("tokens", right=True, priority=2), Col("error", priority=1, wrap=16),
+)
+
+
+def executions_table(rows: Sequence[Mapping[str, Any]], title: str = "agent_executions") -> Grid:
+    grid = Grid(title, _EXECUTION_COLS)
     for r in rows:
-        error = pick(r, "error_message", "error")
-        etype = pick(r, "error_type")
-        table.add_row(
+        grid.add(
             fmt(pick(r, "started_at", "created_at")),
             _short_id(pick(r, "id", "execution_id")),
             fmt(pick(r, "agent_id")),
@@ -79,23 +93,22 @@ def executions_table(rows: Sequence[Mapping[str, Any]], title: str = "agent_exec
             _status(pick(r, "status")),
             fmt(pick(r, "execution_duration_ms", "duration_ms"), digits=0),
             fmt(pick(r, "total_tokens")),
-            _DASH if error is None
-            else (f"{etype}: {error}" if etype and etype != error else str(error)),
+            _error(r),
         )
-    return table
+    return grid
 
 
-def logs_table(rows: Sequence[Mapping[str, Any]], title: str = "agent_logs") -> Table:
-    table = Table(title=title, title_justify="left")
-    table.add_column("execution")
-    table.add_column("agent")
-    table.add_column("status")
-    table.add_column("run_time ms", justify="right")
-    table.add_column("run_tokens", justify="right")
-    table.add_column("credits", justify="right")
-    table.add_column("run_output", overflow="fold")
+_LOG_COLS = (
+    Col("execution", priority=3), Col("agent", wrap=10), Col("status"),
+    Col("run_time ms", right=True, priority=2), Col("run_tokens", right=True, priority=1),
+    Col("credits", right=True, priority=4), Col("run_output", priority=1, wrap=16),
+)
+
+
+def logs_table(rows: Sequence[Mapping[str, Any]], title: str = "agent_logs") -> Grid:
+    grid = Grid(title, _LOG_COLS)
     for r in rows:
-        table.add_row(
+        grid.add(
             _short_id(pick(r, "execution_id")),
             fmt(pick(r, "agent_id")),
             _status(pick(r, "status")),
@@ -104,62 +117,78 @@ def logs_table(rows: Sequence[Mapping[str, Any]], title: str = "agent_logs") -> 
             fmt(pick(r, "user_credits_used")),
             fmt(pick(r, "run_output")),
         )
-    return table
+    return grid
 
 
-def stats_rows_table(rows: Sequence[Mapping[str, Any]], title: str = "agent_stats") -> Table:
-    table = Table(title=title, title_justify="left")
-    for name in ("agent", "runs", "succeeded", "failed", "tokens", "duration ms", "last run"):
-        table.add_column(name, justify="left" if name in ("agent", "last run") else "right")
+_STATS_COLS = (
+    Col("agent", wrap=12), Col("runs", right=True), Col("succeeded", right=True, priority=1),
+    Col("failed", right=True, priority=1), Col("tokens", right=True, priority=2),
+    Col("duration ms", right=True, priority=3), Col("last run", priority=4, wrap=10),
+)
+
+
+def stats_rows_table(rows: Sequence[Mapping[str, Any]], title: str = "agent_stats") -> Grid:
+    grid = Grid(title, _STATS_COLS)
     for r in rows:
-        table.add_row(
+        grid.add(
             fmt(pick(r, "agent_id")), fmt(pick(r, "run_count")), fmt(pick(r, "success_count")),
-            fmt(pick(r, "failure_count")), fmt(pick(r, "total_tokens")),
+            fmt(pick(r, "failure_count")), fmt(_tokens(r, "total_tokens", "token_run_count")),
             fmt(pick(r, "total_duration_ms"), digits=0),
             f"{fmt(pick(r, 'last_run_at'))} {fmt(pick(r, 'last_run_status'))}",
         )
-    return table
+    return grid
 
 
-def agents_table(summaries: Sequence[Mapping[str, Any]], title: str = "Agents") -> Table:
-    """Runs and the intensity score per agent (from :func:`agent_summaries`)."""
-    table = Table(title=title, title_justify="left")
-    table.add_column("agent")
-    for name in ("runs", "success %", "tokens", "mean ms", "execution score", "combined score",
-                 "multiplier"):
-        table.add_column(name, justify="right")
+#: "measured score" is the stored `execution_score`: the weighted mean of the measured AIS
+#: components (not the `execution` component of the components table).
+_AGENT_COLS = (
+    Col("agent", wrap=16), Col("runs", right=True), Col("success %", right=True, priority=1),
+    Col("tokens", right=True, priority=2), Col("mean ms", right=True, priority=4),
+    Col("measured score", right=True, priority=2), Col("combined score", right=True),
+    Col("multiplier", right=True, priority=3),  # 1 + combined / 10: the first to go
+)
+
+
+def agents_table(summaries: Sequence[Mapping[str, Any]], title: str = "Agents") -> Grid:
+    """Runs and the intensity score per agent (from :func:`agent_summaries`). A combined score
+    that is still the creation score (a young agent, or nothing measured) is marked ``*`` and
+    explained under the table."""
+    grid = Grid(title, _AGENT_COLS)
     for s in summaries:
         mult = s.get("multiplier")
-        table.add_row(
+        combined = fmt(s.get("combined_score"), digits=2)
+        if s.get("score_basis") == "creation" and s.get("combined_score") is not None:
+            combined += "*"
+        grid.add(
             fmt(s["agent_id"]), fmt(s.get("runs")), fmt(s.get("success_rate")),
             fmt(s.get("total_tokens")), fmt(s.get("mean_duration_ms"), digits=0),
-            fmt(s.get("execution_score"), digits=2), fmt(s.get("combined_score"), digits=2),
+            fmt(s.get("execution_score"), digits=2), combined,
             _DASH if mult is None else f"{mult:.2f}×",
         )
-    return table
+    note = young_agents_note(summaries)
+    if note:
+        grid.notes.append(note)
+    return grid
 
 
 def ais_table(summaries: Sequence[Mapping[str, Any]],
-              title: str = "AIS components (0–10; – = no data)") -> Table:
-    table = Table(title=title, title_justify="left")
-    table.add_column("agent")
-    for c in COMPONENTS:
-        table.add_column(c, justify="right")
+              title: str = "AIS components (0–10; – = no data)") -> Grid:
+    grid = Grid(title, (Col("agent", wrap=12), *(Col(c, right=True, priority=1)
+                                                 for c in COMPONENTS)))
     for s in summaries:
         comps = s.get("components") or {}
-        table.add_row(fmt(s["agent_id"]), *(fmt(comps.get(c), digits=2) for c in COMPONENTS))
-    return table
+        grid.add(fmt(s["agent_id"]), *(fmt(comps.get(c), digits=2) for c in COMPONENTS))
+    return grid
 
 
-def checks_table(checks: Sequence[Mapping[str, Any]], title: str = "instrument doctor") -> Table:
-    table = Table(title=title, title_justify="left")
-    table.add_column("check")
-    table.add_column("status")
-    table.add_column("detail", overflow="fold")
-    table.add_column("fix", overflow="fold")
-    style = {"ok": "green", "warn": "yellow", "fail": "red", "skip": "dim"}
+_STYLE = {"ok": "green", "warn": "yellow", "fail": "red", "skip": "dim"}
+
+
+def checks_table(checks: Sequence[Mapping[str, Any]], title: str = "instrument doctor") -> Grid:
+    grid = Grid(title, (Col("check"), Col("status"), Col("detail", wrap=20),
+                        Col("fix", priority=1, wrap=20)))
     for c in checks:
         status = str(c["status"])
-        table.add_row(str(c["check"]), Text(status, style=style.get(status, "")),
-                      str(c.get("detail") or ""), str(c.get("fix") or ""))
-    return table
+        grid.add(str(c["check"]), Text(status, style=_STYLE.get(status, "")),
+                 str(c.get("detail") or ""), str(c.get("fix") or ""))
+    return grid

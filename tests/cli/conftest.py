@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
+import pty
+import re
+import struct
+import subprocess
+import sys
+import termios
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,3 +77,46 @@ def assert_one_line_error(result: Result, code: int, *needles: str) -> None:
     for n in needles:
         assert n in lines[0], f"{n!r} not in {lines[0]!r}"
     assert "Traceback" not in result.out + result.err
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07]*\x07")
+#: what would make rich ignore the terminal's real size or colour support
+_TERMINAL_OVERRIDES = ("COLUMNS", "LINES", "FORCE_COLOR", "NO_COLOR", "TTY_COMPATIBLE",
+                       "TTY_INTERACTIVE", "TERM")
+
+
+def run_cli(*argv: str, columns: int | None = None, env: dict[str, str] | None = None,
+            cwd: Path | None = None, timeout: float = 120) -> Result:
+    """Run ``instrument ARGS...`` in a fresh process, as a user does.
+
+    ``columns=None``: stdout is a pipe (``instrument tail | grep``). ``columns=N``: stdout is a
+    real pseudo-terminal N columns wide (the width set on the terminal, as a window does; no
+    COLUMNS variable); the output comes back with the colour codes removed.
+    """
+    full_env = {k: v for k, v in os.environ.items() if k not in _TERMINAL_OVERRIDES}
+    full_env.update(env or {})
+    cmd = [sys.executable, "-m", "instrument.cli", *argv]
+    if columns is None:
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=full_env, cwd=cwd,
+                              timeout=timeout, check=False)
+        return Result(proc.returncode, proc.stdout, proc.stderr)
+    full_env["TERM"] = "xterm-256color"
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 50, columns, 0, 0))
+    with subprocess.Popen(cmd, stdin=slave, stdout=slave, stderr=subprocess.PIPE, env=full_env,
+                          cwd=cwd) as child:
+        os.close(slave)
+        chunks: list[bytes] = []
+        while True:
+            try:
+                data = os.read(master, 65536)
+            except OSError:  # EIO: the child closed its end of the terminal
+                break
+            if not data:
+                break
+            chunks.append(data)
+        os.close(master)
+        err = child.stderr.read().decode() if child.stderr else ""
+        code = child.wait(timeout)
+    out = _ANSI.sub("", b"".join(chunks).decode()).replace("\r\n", "\n")
+    return Result(code, out, err)
