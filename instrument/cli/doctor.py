@@ -158,13 +158,20 @@ def _spool_checks(spool_dir: Path | None, url_flag: str) -> list[Check]:
     ]
     bad = quarantined(spool_dir)
     if bad:
-        kinds = sorted({q.error_type for q in bad})
+        refused = [q for q in bad if q.damaged is None]
+        parts = []
+        if refused:
+            kinds = sorted({q.error_type for q in refused})
+            parts.append(f"{len(refused)} record(s) refused by the store ({', '.join(kinds)})")
+        if len(refused) < len(bad):
+            parts.append(f"{len(bad) - len(refused)} damaged stretch(es) of the spool, kept "
+                         "as bytes")
         checks.append(_check(
             "quarantine", "fail",
-            f"{len(bad)} record(s) refused by the store ({', '.join(kinds)}): "
-            f"{first_line(Exception(bad[-1].error))}",
-            f"read {spool_dir / QUARANTINE_FILE}, fix the cause (often `instrument "
-            f"migrate{url_flag}`), then replay them or delete the file",
+            f"{'; '.join(parts)}: {first_line(Exception(bad[-1].error))}",
+            f"read {spool_dir / QUARANTINE_FILE} (one JSON line each: the record or the "
+            f"damaged bytes, and the error); fix the cause (often `instrument "
+            f"migrate{url_flag}`)",
         ))
     else:
         checks.append(_check("quarantine", "ok", "no quarantined records"))

@@ -364,6 +364,24 @@ def test_doctor_reports_quarantined_records(run: Run, db_url: str, tmp_path: Pat
     assert q["status"] == "fail"
     assert "RecordRejected" in q["detail"]
     assert "quarantine.jsonl" in q["fix"]
+    assert "damaged" not in q["detail"]
+
+
+def test_doctor_tells_damaged_spool_bytes_from_refused_records(run: Run, db_url: str,
+                                                               tmp_path: Path) -> None:
+    from instrument.pipeline.quarantine import quarantine
+    from instrument.pipeline.spool import Entry
+
+    run("migrate")
+    spool = tmp_path / "cli.db.spool"
+    quarantine(spool, Entry(1, 40, None, "", "unreadable spool entry", damaged=b"\0" * 12),
+               "UnreadableSpoolEntry", "unreadable spool entry: NUL bytes", "sqlite")
+    got = run("doctor", "--json")
+    q = _checks(got.json())["quarantine"]
+    assert q["status"] == "fail"
+    assert "1 damaged stretch(es) of the spool" in q["detail"]
+    assert "refused by the store" not in q["detail"]
+    assert "replay" not in q["fix"]  # quarantined entries are not replayable yet
 
 
 # -- migrate, schema ---------------------------------------------------------------------------
