@@ -26,8 +26,9 @@ from instrument.cli.common import (
     store_call,
     url_flag,
 )
-from instrument.config import spool_dir_for
+from instrument.config import Settings, spool_dir_for
 from instrument.pipeline import replay as replay_spool
+from instrument.pipeline import requeue_quarantined
 from instrument.pipeline.spool import backlog
 from instrument.stores import open_store
 from instrument.stores.migrations import expected_version
@@ -95,13 +96,19 @@ def schema(database_url: str | None, dialect: str | None) -> int:
 
 @click.command()
 @database_url_option
-def replay(database_url: str | None) -> int:
+@click.option("--quarantined", "requeue", is_flag=True,
+              help="Deliver the quarantined records again (after fixing why the store "
+                   "refused them).")
+def replay(database_url: str | None, requeue: bool) -> int:
     """Deliver the records waiting in the local spool to the store, with a progress bar.
 
     Exits 0 when the spool is drained, 1 when records are left (the database is unreachable,
-    or the store refused some: see `instrument doctor`).
+    or the store refused some: see `instrument doctor`). With --quarantined, delivers the
+    quarantined records again instead; those the store still refuses stay quarantined.
     """
     settings = settings_for(database_url)
+    if requeue:
+        return _requeue(settings)
     with open_store_for(settings) as store:  # validates the URL scheme before any work
         url = store.display_url
     spool_dir = spool_dir_for(settings.spool_dir, settings.database_url, settings.supabase_url)
@@ -151,3 +158,29 @@ def replay(database_url: str | None) -> int:
                    "with `instrument doctor`, then run `instrument replay` again", err=True)
         return EXIT_PROBLEM
     return EXIT_OK
+
+
+def _requeue(settings: Settings) -> int:
+    spool_dir = spool_dir_for(settings.spool_dir, settings.database_url, settings.supabase_url)
+    store = open_store(settings.database_url, keep_content=True,
+                       supabase_url=settings.supabase_url, supabase_key=settings.supabase_key)
+    try:
+        result = requeue_quarantined(store, spool_dir=spool_dir, writers=settings.writers,
+                                     custom_writers=settings.custom_writers,
+                                     batch_size=settings.batch_size)
+    except Exception as exc:  # the quarantine file's and the store's errors: one line, exit 1
+        raise CliError(f"requeue stopped: {first_line(exc)}; the quarantine is unchanged "
+                       "or put back; fix it (see `instrument doctor`) and run again") from None
+    finally:
+        with suppress(Exception):  # closing must not mask the error being reported
+            store.close()
+    console().print(
+        f"Delivered {result.applied} quarantined record(s) to {store.display_url}"
+        + (f" ({result.duplicates} already there)" if result.duplicates else "")
+        + (f"; {result.refused} refused again (see `instrument doctor`)" if result.refused
+           else "")
+        + (f"; {result.kept} kept in the quarantine" if result.kept else "") + ".")
+    if result.error:
+        click.echo(f"error: requeue stopped ({result.error}); the rest stays quarantined",
+                   err=True)
+    return EXIT_PROBLEM if (result.refused or result.error) else EXIT_OK

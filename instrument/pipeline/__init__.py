@@ -5,7 +5,7 @@ Modules: :mod:`~instrument.pipeline.base` (the protocol, stats, the null pipelin
 :mod:`~instrument.pipeline.worker` (the production pipeline), ``spooler`` (deferred mode),
 ``forks`` (fork safety), ``delivery`` (applying batches, replay), ``retry``, ``spool`` (the
 on-disk format), ``segments`` (this process's spool files), ``orphans`` (finished processes'
-files) and ``quarantine``.
+files), ``quarantine`` and ``requeue`` (quarantined records delivered again).
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from __future__ import annotations
 from instrument.pipeline.base import NullPipeline, Pipeline, PipelineStats
 from instrument.pipeline.delivery import ReplayReport, replay
 from instrument.pipeline.quarantine import QuarantinedRecord, quarantined
+from instrument.pipeline.requeue import RequeueReport, requeue_quarantined
 from instrument.pipeline.worker import DeliveryPipeline
 
 __all__ = [
@@ -22,6 +23,8 @@ __all__ = [
     "PipelineStats",
     "QuarantinedRecord",
     "ReplayReport",
+    "RequeueReport",
     "quarantined",
     "replay",
+    "requeue_quarantined",
 ]
