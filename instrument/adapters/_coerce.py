@@ -8,6 +8,7 @@ never lets an exception from the foreign object escape.
 
 from __future__ import annotations
 
+import datetime as _dt
 import enum
 import math
 import re
@@ -32,6 +33,7 @@ __all__ = [
     "seq",
     "to_bool",
     "to_count",
+    "to_datetime",
     "to_float",
     "to_ms",
     "to_str",
@@ -289,6 +291,31 @@ def to_count(value: object) -> int | None:
 def to_ms(value: object) -> float | None:
     """A non-negative finite duration in milliseconds, else None."""
     return to_float(value)
+
+
+#: epoch numbers at or above this are milliseconds (JavaScript's Date.now()), below it seconds
+_EPOCH_MS_FROM = 1e11
+
+
+@_total
+def to_datetime(value: object) -> _dt.datetime | None:
+    """An aware UTC-or-offset datetime from a datetime, an ISO 8601 string, or epoch seconds or
+    milliseconds (JavaScript's ``Date.now()``); naive values are taken as UTC. Else None."""
+    if is_a(value, _dt.datetime):
+        return value if value.tzinfo is not None else value.replace(tzinfo=_dt.UTC)
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        n = to_float(value)
+        if n is None or n == 0:
+            return None
+        return _dt.datetime.fromtimestamp(n / 1000 if n >= _EPOCH_MS_FROM else n, _dt.UTC)
+    s = to_str(value, 64, scalars=False)
+    if s is None:
+        return None
+    try:
+        parsed = _dt.datetime.fromisoformat(s.replace("Z", "+00:00") if s.endswith("Z") else s)
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=_dt.UTC)
 
 
 @_total

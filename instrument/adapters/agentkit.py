@@ -34,6 +34,7 @@ from instrument.adapters._coerce import (
     str_list,
     to_bool,
     to_count,
+    to_datetime,
     to_float,
     to_ms,
     to_str,
@@ -93,6 +94,7 @@ def _tool_call(raw: object, notes: Notes, index: int) -> ToolCall | None:
         call_id=to_str(field(raw, "call_id", "callId", "id")),
         success=to_bool(field(raw, "success")),
         duration_ms=to_ms(field(raw, "executionTime", "execution_time", "duration_ms")),
+        started_at=to_datetime(field(raw, "startedAt", "started_at", "startTime", "timestamp")),
         error=None if absent(raw_error) else error_text(raw_error, 2_000),
         items_returned=items_returned(raw),
     )

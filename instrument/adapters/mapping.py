@@ -13,7 +13,6 @@ records as a ``normalization_error``.
 
 from __future__ import annotations
 
-import datetime as _dt
 from collections.abc import Callable, Mapping
 from typing import Final
 
@@ -34,6 +33,7 @@ from instrument.adapters._coerce import (
     str_list,
     to_bool,
     to_count,
+    to_datetime,
     to_ms,
     to_str,
     type_name,
@@ -101,17 +101,6 @@ def _error(raw: object, notes: Notes) -> ErrorInfo | None:
     return ErrorInfo(type=to_str(field(raw, "type", "code")) or "Error", message=message)
 
 
-def _started_at(raw: object) -> _dt.datetime | None:
-    if is_a(raw, _dt.datetime):
-        return raw if raw.tzinfo is not None else raw.replace(tzinfo=_dt.UTC)
-    s = to_str(raw, 64, scalars=False)
-    if s is None:
-        return None
-    try:
-        parsed = _dt.datetime.fromisoformat(s)
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=_dt.UTC)
 
 
 def _tool_calls(raw: object, notes: Notes) -> list[ToolCall] | None:
@@ -143,7 +132,7 @@ def _tool_calls(raw: object, notes: Notes) -> list[ToolCall] | None:
             call_id=to_str(field(c, "call_id")),
             success=to_bool(field(c, "success")),
             duration_ms=to_ms(field(c, "duration_ms")),
-            started_at=_started_at(field(c, "started_at")),
+            started_at=to_datetime(field(c, "started_at")),
             error=None if absent(err) else error_text(err, 2_000),
             items_returned=to_count(field(c, "items_returned")),
         ))

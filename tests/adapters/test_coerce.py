@@ -15,6 +15,7 @@ from instrument.adapters._coerce import (
     has_field,
     to_bool,
     to_count,
+    to_datetime,
     to_float,
     to_str,
     truncate,
@@ -53,6 +54,20 @@ def test_to_float_negative_allowed_on_request() -> None:
 ])
 def test_to_bool(value: object, expected: bool | None) -> None:
     assert to_bool(value) is expected
+
+
+@pytest.mark.parametrize(("value", "expected"), [
+    ("2026-12-05T10:00:00Z", dt.datetime(2026, 12, 5, 10, tzinfo=dt.UTC)),
+    ("2026-12-05T11:00:00+01:00", dt.datetime(2026, 12, 5, 10, tzinfo=dt.UTC)),
+    ("2026-12-05T10:00:00", dt.datetime(2026, 12, 5, 10, tzinfo=dt.UTC)),  # naive: UTC
+    (1_796_464_800_000, dt.datetime(2026, 12, 5, 10, tzinfo=dt.UTC)),  # Date.now(): ms
+    (1_796_464_800, dt.datetime(2026, 12, 5, 10, tzinfo=dt.UTC)),  # seconds
+    (dt.datetime(2026, 12, 5, 10), dt.datetime(2026, 12, 5, 10, tzinfo=dt.UTC)),
+    (0, None), (True, None), (float("nan"), None), (-5, None), (1e300, None),
+    ("yesterday", None), (None, None), ([], None),
+])
+def test_to_datetime(value: object, expected: dt.datetime | None) -> None:
+    assert to_datetime(value) == expected
 
 
 def test_to_str() -> None:
