@@ -3,18 +3,14 @@
 from __future__ import annotations
 
 import logging
-import threading
-import time
 
 from instrument.config import env_flag
+from instrument.ratelimit import RateLimiter, held_back
 
 __all__ = ["internal_error", "set_strict"]
 
 _log = logging.getLogger("instrument")
-_INTERVAL_S = 60.0
-_last: dict[str, float] = {}
-_suppressed: dict[str, int] = {}
-_lock = threading.Lock()
+_limiter = RateLimiter(60.0)
 #: strict mode of the live runtime, pushed in by the composition root (runtime.install);
 #: None before any runtime exists, when the environment decides
 _strict_mode: bool | None = None
@@ -52,15 +48,10 @@ def internal_error(
         if exc is not None:
             raise exc
         raise RuntimeError(what)
-    now = time.monotonic()
-    with _lock:
-        last = _last.get(what)
-        if last is not None and now - last < _INTERVAL_S:
-            _suppressed[what] = _suppressed.get(what, 0) + 1
-            return
-        _last[what] = now
-        n = _suppressed.pop(what, 0)
-    suffix = f" ({n} similar messages suppressed)" if n else ""
+    n = _limiter.admit(what)
+    if n is None:
+        return
+    suffix = held_back(n)
     level = logging.WARNING if decoration or exc is None else logging.ERROR
     _log.log(level, "logged-execution: %s%s", what, suffix,
              exc_info=(type(exc), exc, exc.__traceback__) if exc is not None else None)

@@ -21,12 +21,13 @@ import hashlib
 import json
 import logging
 import re
-import time
 from datetime import datetime
 from typing import Annotated, Any, Final, Literal, TypeVar
 from uuid import UUID
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, JsonValue, ValidationInfo
+
+from instrument.ratelimit import RateLimiter, held_back
 
 __all__ = [
     "MAX_COUNT",
@@ -114,24 +115,19 @@ def bounded_text(value: str, limit: int) -> str:
 _REFUSAL_LOG_INTERVAL_S: Final = 60.0
 #: "Model.field" -> when it was last logged, and how many refusals were not logged since.
 #: Plain dict updates: a race between threads can only miscount a suppressed refusal.
-_refusals_logged: dict[str, float] = {}
-_refusals_suppressed: dict[str, int] = {}
+_refusals = RateLimiter(_REFUSAL_LOG_INTERVAL_S)
 
 
 def _refuse(model: str, field: str, value: object) -> None:
     key = f"{model}.{field}"
-    now = time.monotonic()
-    last = _refusals_logged.get(key)
-    if last is not None and now - last < _REFUSAL_LOG_INTERVAL_S:
-        _refusals_suppressed[key] = _refusals_suppressed.get(key, 0) + 1
+    n = _refusals.admit(key)
+    if n is None:
         return
-    _refusals_logged[key] = now
-    n = _refusals_suppressed.pop(key, 0)
     _log.warning(
         "logged-execution: %s=%r is out of range (counts and durations are between 0 and "
         "2**63-1); the record keeps it as unmeasured (None). Fix the adapter or executor that "
         "reports it.%s",
-        key, value, f" ({n} similar refusals not logged)" if n else "")
+        key, value, held_back(n))
 
 
 class _Frozen(BaseModel):

@@ -33,6 +33,7 @@ LAYERS: dict[str, tuple[int, str]] = {
     "instrument.binding": (0, "leaf"),
     "instrument.writers": (0, "leaf"),
     "instrument.urls": (0, "leaf"),
+    "instrument.ratelimit": (0, "leaf"),
     # settings, the guard, redaction, pure scoring, the engine adapters
     "instrument.config": (1, "config"),
     "instrument.guard": (1, "config"),

@@ -27,6 +27,7 @@ from instrument.pipeline.orphans import Adopter
 from instrument.pipeline.retry import Backoff, BreakerStopped, CircuitBreaker, wait_for_breaker
 from instrument.pipeline.segments import SegmentWriter
 from instrument.pipeline.spool import Entry
+from instrument.ratelimit import RateLimiter, held_back
 from instrument.record import ExecutionRecord
 from instrument.stores.base import Store
 
@@ -42,15 +43,12 @@ class RateLimitedLog:
     """Rate-limited logging per message key."""
 
     def __init__(self, every_s: float = _LOUD_EVERY_S) -> None:
-        self.every_s = every_s
-        self._last: dict[str, float] = {}
+        self._limiter = RateLimiter(every_s)
 
     def log(self, level: int, key: str, msg: str, *args: object, exc: bool = False) -> None:
-        now = time.monotonic()
-        if now - self._last.get(key, -1e9) < self.every_s:
-            return
-        self._last[key] = now
-        _log.log(level, msg, *args, exc_info=exc)
+        n = self._limiter.admit(key)
+        if n is not None:
+            _log.log(level, msg + held_back(n), *args, exc_info=exc)
 
 
 class DeliveryLoop:

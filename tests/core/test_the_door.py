@@ -197,8 +197,7 @@ def test_a_10kb_random_agent_id_lands_in_postgres(pg_url: str, tmp_path: Path) -
 @pytest.fixture
 def fresh_refusal_log() -> None:
     """Refusals are logged once a minute per field: start each test with none logged."""
-    record._refusals_logged.clear()
-    record._refusals_suppressed.clear()
+    record._refusals.reset()
 
 
 @logged_execution(agent_id="agent")
