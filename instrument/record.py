@@ -22,6 +22,7 @@ import json
 import logging
 import re
 from datetime import datetime
+from decimal import Decimal
 from typing import Annotated, Any, Final, Literal, TypeVar
 from uuid import UUID
 
@@ -39,6 +40,7 @@ __all__ = [
     "ExecutionRecord",
     "ExecutionResult",
     "MemoryUsage",
+    "Status",
     "StepCounts",
     "TokenUsage",
     "ToolCall",
@@ -151,14 +153,26 @@ Millis = Annotated[
     Field(union_mode="left_to_right")]
 
 
+#: What became of an execution: it ran to the end, it failed, it stopped to wait for a human
+#: or an approval (``paused``), or a budget stopped it before it ran (``refused``).
+Status = Literal["completed", "failed", "paused", "refused"]
+
+
 class TokenUsage(_Frozen):
-    """Token counts for one execution. `input_tokens` includes cached tokens (GenAI semconv)."""
+    """Token counts for one execution, in the GenAI conventions' definition.
+
+    `input_tokens` includes cached reads (`cached_input_tokens`) and cache writes
+    (`cache_write_input_tokens`); `output_tokens` includes reasoning (`reasoning_tokens`). An
+    adapter converts a provider that counts otherwise (Anthropic's input excludes both cache
+    kinds) to this definition.
+    """
 
     input_tokens: Count = None
     output_tokens: Count = None
     total_tokens: Count = None
     cached_input_tokens: Count = None
     reasoning_tokens: Count = None
+    cache_write_input_tokens: Count = None
 
 
 class ErrorInfo(_Frozen):
@@ -214,21 +228,48 @@ class ExecutionResult(_Frozen):
     refused by validation: they become ``None``, with a log line naming the field.
     """
 
+    #: The run did not fail. A paused run has ``success=True`` and ``paused=True``: it is not
+    #: an error, and it is not counted as a success either (see :attr:`status`).
     success: bool
     error: ErrorInfo | None = None
     tokens: TokenUsage | None = None
     iterations: Count = None
     retries: Count = None
     tool_calls: list[ToolCall] | None = None
+    #: The model that answered, as the provider reported it (``gpt-4o-mini-2025-01-01``).
     model: str | None = None
+    #: The model that was asked for (``gpt-4o-mini``), when the engine says; may equal `model`.
+    request_model: str | None = None
     provider: str | None = None
+    #: The provider's service tier for the answer (``default``, ``priority``, ``flex``...).
+    service_tier: str | None = None
     response: str | None = None
+    #: The input (prompt), kept only under the content policy, like `response`.
+    input: str | None = None
+    #: The run stopped to wait for a human or an approval (interruptions, interrupts).
+    paused: bool = False
+    #: A budget stopped the run before the executor ran; set by the SDK, never by adapters.
+    refused: bool = False
+    #: What the run cost in USD, priced in the background (never on the call path); None when
+    #: the model or its usage is unknown ("unpriced", never 0).
+    cost_usd: Decimal | None = None
+    #: Where the price came from: ``genai-prices 0.2.3``, ``user``.
+    price_source: str | None = None
     memory: MemoryUsage | None = None
     steps: StepCounts | None = None
     workflow: WorkflowShape | None = None
     #: Time spent orchestrating tools/steps, when the engine measures it (AIS plugin component).
     orchestration_ms: Millis = None
     extras: dict[str, JsonValue] = Field(default_factory=dict)
+
+    @property
+    def status(self) -> Status:
+        """``refused``, ``paused``, ``completed`` or ``failed``, in that order of precedence."""
+        if self.refused:
+            return "refused"
+        if self.paused:
+            return "paused"
+        return "completed" if self.success else "failed"
 
     @property
     def plugins(self) -> frozenset[str]:
@@ -247,6 +288,16 @@ class ExecutionRecord(_Frozen):
     user_id: str | None = None
     agent_name: str | None = None
     session_id: str | None = None
+    #: Who pays (a tenant, an organization); optional.
+    tenant_id: str | None = None
+    #: Whose agent it is: the per-agent tables' `user_id`. None: readable by the service only.
+    owner_id: str | None = None
+    #: The execution this one ran inside (an orchestrator calling agents), set automatically.
+    parent_execution_id: UUID | None = None
+    #: The paused execution this run continues (``resumes=`` on the decorator).
+    resumes_execution_id: UUID | None = None
+    tags: tuple[str, ...] | None = None
+    metadata: dict[str, JsonValue] | None = None
     execution_type: str = "manual"
     engine: str
     #: Operation name: the decorator's `name=`, else the agent name, else the function qualname.
@@ -261,8 +312,8 @@ class ExecutionRecord(_Frozen):
     writers: tuple[str, ...] | None = None
 
     @property
-    def status(self) -> Literal["completed", "failed"]:
-        return "completed" if self.result.success else "failed"
+    def status(self) -> Status:
+        return self.result.status
 
     def to_json_dict(self) -> dict[str, Any]:
         """JSON-safe dict (UUIDs and datetimes as strings, NaN/inf as null), as sent to stores.
