@@ -1,4 +1,5 @@
-"""`python -m benchmarks {overhead,breakdown,ingest,isolation,memory,scaling,peers,all} [--smoke]`.
+"""`python -m benchmarks {overhead,breakdown,ingest,isolation,memory,scaling,peers,e2e,all}
+[--smoke]`.
 
 Figures and the command that produced them are recorded in docs/performance.md. `--smoke`
 runs tiny sizes (the test suite does this so the harness cannot rot; it asserts no timings).
@@ -37,7 +38,7 @@ def _drop_pg_db(admin_url: str, name: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
     parser.add_argument("which", choices=["overhead", "breakdown", "ingest", "isolation",
-                                          "memory", "scaling", "peers", "all"])
+                                          "memory", "scaling", "peers", "e2e", "all"])
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, for the test suite")
     parser.add_argument("--pg-admin-url", default=DEFAULT_PG,
                         help="admin URL; benchmark databases are created and dropped there")
@@ -90,6 +91,10 @@ def main(argv: list[str] | None = None) -> int:
                         batch=20 if smoke else 500, agents=(1, 5) if smoke else (1, 10, 100))
         finally:
             _drop_pg_db(args.pg_admin_url, "instrument_bench_scaling")
+    if args.which in ("e2e", "all"):
+        from benchmarks import e2e
+
+        e2e.run(rounds=1 if smoke else 5, calls=200 if smoke else 20000, python=args.python)
     if args.which in ("peers", "all"):
         from benchmarks import peers
 

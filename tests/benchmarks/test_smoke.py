@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.parametrize(
-    "which", ["overhead", "breakdown", "ingest", "isolation", "memory", "scaling", "peers"])
+    "which", ["overhead", "breakdown", "ingest", "isolation", "memory", "scaling", "peers", "e2e"])
 def test_benchmark_smoke(which: str, pg_admin_url: str, tmp_path: Path) -> None:
     env = {**os.environ, "INSTRUMENT_STRICT": "0", "COLUMNS": "160"}
     proc = subprocess.run(
@@ -25,5 +25,5 @@ def test_benchmark_smoke(which: str, pg_admin_url: str, tmp_path: Path) -> None:
     expected = {"overhead": "Call overhead", "breakdown": "Where the time goes",
                 "ingest": "Ingest throughput",
                 "isolation": "Isolation", "memory": "Resident memory", "scaling": "Cost per record",
-                "peers": "The peers"}
+                "peers": "The peers", "e2e": "End to end"}
     assert expected[which] in proc.stdout, proc.stdout[-3000:]
