@@ -1,9 +1,10 @@
 """The writer contract.
 
-The four built-in writers (``executions``, ``logs``, ``stats``, ``intensity``) are applied by
-the store inside one transaction per batch, so their effects for a record land together or not
-at all. A user writer is any object with a ``name`` and a ``write(records)`` method; it runs
-after the store batch committed, on the pipeline's background thread.
+The five built-in writers (``executions``, ``logs``, ``stats``, ``intensity``,
+``usage_ledger``) are applied by the store inside one transaction per batch, so their effects
+for a record land together or not at all. A user writer is any object with a ``name`` and a
+``write(records)`` method; it runs after the store batch committed, on the pipeline's
+background thread.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from instrument.record import ExecutionRecord
 
 __all__ = ["BUILTIN_WRITERS", "Writer"]
 
-BUILTIN_WRITERS: tuple[str, ...] = ("executions", "logs", "stats", "intensity")
+BUILTIN_WRITERS: tuple[str, ...] = ("executions", "logs", "stats", "intensity", "usage_ledger")
 
 
 @runtime_checkable

@@ -185,7 +185,7 @@ def _api_error_from_pg(exc: psycopg.Error, role: str) -> ApiError:
 
 _RESERVED = {"select", "order", "limit", "offset", "columns", "on_conflict"}
 _OPS = {"eq": "=", "neq": "<>", "gt": ">", "gte": ">=", "lt": "<", "lte": "<=",
-        "like": "LIKE", "ilike": "ILIKE"}
+        "like": "LIKE", "ilike": "ILIKE", "cs": "@>", "cd": "<@"}
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
@@ -226,6 +226,9 @@ def _filter(column: str, raw: str) -> tuple[sql.Composable, list[Any]]:
         if op in ("like", "ilike"):
             value = value.replace("*", "%")
         clause = sql.SQL("{} {} %s").format(col, sql.SQL(_OPS[op]))
+        params.append(value)
+    elif op == "cs":  # contains; on a jsonb column the value is JSON (`cs.["a"]`)
+        clause = sql.SQL("{} @> %s::jsonb").format(col)
         params.append(value)
     elif op == "is":
         keyword = {"null": "NULL", "true": "TRUE", "false": "FALSE", "unknown": "UNKNOWN"}
@@ -462,6 +465,8 @@ class PostgrestGateway:
             elif method == "POST":
                 status, out_headers, out = self._insert(auth, schema, rest, query, headers,
                                                         payload)
+            elif method == "DELETE":
+                status, out_headers, out = self._delete(auth, schema, rest, query, headers)
             else:
                 raise ApiError(405, None, f"{method} is not supported by the test gateway")
         except ApiError as err:
@@ -581,6 +586,37 @@ class PostgrestGateway:
         rng = f"{offset}-{offset + n - 1}" if n else "*"
         return 200, {"Content-Type": "application/json; charset=utf-8",
                      "Content-Range": f"{rng}/{'*' if total is None else total}"}, text.encode()
+
+    def _delete(self, auth: _Auth, schema: str, table: str, query: list[tuple[str, str]],
+                headers: Mapping[str, str]) -> tuple[int, dict[str, str], bytes]:
+        """DELETE with filters, as the request's role (row-level security applies); the rows
+        with ``Prefer: return=representation``, else 204. Like PostgREST, a DELETE without a
+        filter is refused (it would empty the table)."""
+        self._table_columns(schema, table)
+        where: list[sql.Composable] = []
+        params: list[Any] = []
+        for key, value in query:
+            if key in _RESERVED:
+                continue
+            clause, p = _filter(key, value)
+            where.append(clause)
+            params.extend(p)
+        if not where:
+            raise ApiError(400, "21000", "DELETE requires a WHERE clause")
+        stmt = sql.SQL("DELETE FROM {} WHERE {} RETURNING *").format(
+            sql.Identifier(schema, table), sql.SQL(" AND ").join(where))
+        wrapped = sql.SQL("WITH d AS ({}) SELECT coalesce(json_agg(d), '[]')::text FROM d"
+                          ).format(stmt)
+
+        def work(cur: psycopg.Cursor[Any]) -> str:
+            cur.execute(wrapped, params)
+            row = cur.fetchone()
+            return str(row[0]) if row else "[]"
+
+        text = self._run(auth, work)
+        if _prefer(headers).get("return") == "representation":
+            return 200, {"Content-Type": "application/json; charset=utf-8"}, text.encode()
+        return 204, {}, b""
 
     def _insert(self, auth: _Auth, schema: str, table: str, query: list[tuple[str, str]],
                 headers: Mapping[str, str], payload: Any

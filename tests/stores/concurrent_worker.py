@@ -11,6 +11,7 @@ import sys
 import threading
 import uuid
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 
 from instrument.record import ExecutionRecord, ExecutionResult, TokenUsage
 from instrument.stores.base import Store
@@ -19,22 +20,29 @@ PER_PROCESS = 500
 THREADS = 4
 BATCH = 25
 AGENTS = 3
-T0 = datetime(2026, 11, 2, tzinfo=UTC)
-WRITERS = ("executions", "logs", "stats", "intensity")
+T0 = datetime(2026, 11, 2, 23, 59, 59, tzinfo=UTC)  # runs cross a UTC midnight
+WRITERS = ("executions", "logs", "stats", "intensity", "usage_ledger")
 
 
 def record(i: int) -> ExecutionRecord:
+    """Deterministic: 3 agents, 2 tenants (and none), 3 users; some paused, some refused,
+    some unpriced, some without tokens; started over two UTC days."""
+    refused = i % 11 == 0
     return ExecutionRecord(
         execution_id=uuid.uuid5(uuid.NAMESPACE_URL, f"concurrency/{i}"),
-        agent_id=f"agent-{i % AGENTS}", user_id="user-c", engine="agentkit", name="load",
+        agent_id=f"agent-{i % AGENTS}", user_id=f"user-{i % 3}", engine="agentkit",
+        name="load", tenant_id=None if i % 4 == 0 else f"tenant-{i % 2}",
         started_at=T0 + timedelta(milliseconds=i),
         completed_at=T0 + timedelta(milliseconds=i, seconds=1),
         duration_ms=float(i % 1000),
         result=ExecutionResult(
-            success=i % 5 != 0,
-            tokens=None if i % 7 == 0 else TokenUsage(input_tokens=i, output_tokens=1,
-                                                      total_tokens=i + 1),
+            success=i % 5 != 0 and not refused,
+            paused=i % 13 == 0 and not refused,
+            refused=refused,
+            tokens=None if i % 7 == 0 or refused else TokenUsage(
+                input_tokens=i, output_tokens=1, total_tokens=i + 1, cached_input_tokens=i % 3),
             iterations=1 + i % 3,
+            cost_usd=None if i % 6 == 0 or refused else Decimal(i) / Decimal(10**9),
         ),
     )
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Iterator
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -56,9 +57,11 @@ def rows(store: Store, table: str, order: str = "1") -> list[dict[str, Any]]:
         finally:
             conn.close()
         for r in out:
-            for k in ("logs", "full_output"):
+            for k in ("logs", "full_output", "tags", "metadata"):
                 if isinstance(r.get(k), str):
                     r[k] = json.loads(r[k])
+            if table != "budget_inflight" and isinstance(r.get("cost_usd"), str):
+                r["cost_usd"] = Decimal(r["cost_usd"])  # exact decimal text, as Postgres numeric
         return out
     import psycopg
     from psycopg.rows import dict_row

@@ -6,6 +6,7 @@ import random
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 
 from instrument.record import (
     ErrorInfo,
@@ -130,3 +131,36 @@ def expected_stats(records: list[ExecutionRecord]) -> dict[str, Expected]:
         e.token_run_count += t is not None
         e.total_duration_ms += int(r.duration_ms + 0.5)
     return out
+
+
+def accounting(i: int, *, user_id: str | None = "user-a", tenant_id: str | None = "tenant-1",
+               agent_id: str | None = "agent-acct", owner_id: str | None = None,
+               status: str = "completed", cost: str | None = "0.000123",
+               tokens: tuple[int, int] | None = (1000, 200), started: datetime | None = None,
+               writers: tuple[str, ...] | None = None) -> ExecutionRecord:
+    """A record with the December 2026 fields: tenant, owner, exact cost, a status of
+    completed | failed | paused | refused (a refused one measured nothing, as the SDK
+    records it)."""
+    refused = status == "refused"
+    started = started or T0 + timedelta(seconds=i)
+    return ExecutionRecord(
+        execution_id=uuid.UUID(int=random.Random(30_000 + i).getrandbits(128), version=4),
+        agent_id=agent_id, user_id=user_id, tenant_id=tenant_id, owner_id=owner_id,
+        engine="mapping", name="priced", started_at=started,
+        completed_at=started + timedelta(milliseconds=800), duration_ms=0.0 if refused else 800.0,
+        writers=writers,
+        result=ExecutionResult(
+            success=status in ("completed", "paused"), paused=status == "paused",
+            refused=refused,
+            error=ErrorInfo(type="BudgetExceeded", message="over the limit") if refused
+            else ErrorInfo(type="ToolError", message="failed") if status == "failed" else None,
+            tokens=None if tokens is None or refused else TokenUsage(
+                input_tokens=tokens[0], output_tokens=tokens[1],
+                total_tokens=tokens[0] + tokens[1], cached_input_tokens=tokens[0] // 4,
+                reasoning_tokens=tokens[1] // 2, cache_write_input_tokens=tokens[0] // 10),
+            model="gpt-4o-mini", request_model="gpt-4o-mini", service_tier="default",
+            provider="openai",
+            cost_usd=None if cost is None or refused else Decimal(cost),
+            price_source=None if cost is None or refused else "genai-prices 0.2.5",
+        ),
+    )

@@ -48,7 +48,7 @@ def test_a_v4_database_is_widened_in_place(pg_url: str) -> None:
                      (ingest_json([old], capture_content=False), list(ALL_WRITERS)))
     store = PostgresStore(pg_url)
     assert store.schema_version() == 4
-    assert store.migrate() == 5
+    assert store.migrate() == migrations.EXPECTED_VERSION
     with psycopg.connect(pg_url) as conn:
         types = dict(conn.execute(
             "select table_name || '.' || column_name, data_type from information_schema.columns"
@@ -62,5 +62,5 @@ def test_a_v4_database_is_widened_in_place(pg_url: str) -> None:
     assert store.apply([_big(2)], ALL_WRITERS).applied == 1
     assert sorted(r["total_tokens"] for r in rows(store, "agent_executions")) == [
         3200, BIG_TOTAL]
-    assert store.migrate() == 5  # idempotent
+    assert store.migrate() == migrations.EXPECTED_VERSION  # idempotent
     store.close()

@@ -1,4 +1,9 @@
-"""4 processes x 4 threads writing 2,000 executions for 3 agents at once: exact counts."""
+"""4 processes x 4 threads writing 2,000 executions for 3 agents at once: exact counts.
+
+Every batch is also re-applied once (a retry), and a batch of process 0 is replayed by every
+process (a spool replayed by two processes): the per-agent counters and the usage ledger equal
+the sums computed from the rows of agent_executions, exactly.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +15,7 @@ from pathlib import Path
 
 from tests.stores import concurrent_worker as w
 from tests.stores.conftest import Store, rows
+from tests.stores.ledger_sums import ledger_from_executions, ledger_rows
 
 ROOT = Path(__file__).resolve().parents[2]
 PROCESSES = 4
@@ -36,16 +42,20 @@ def test_concurrent_processes_and_threads_give_exact_counts(store: Store) -> Non
     assert len(rows(store, "agent_logs")) == total
     ledger = rows(store, "instrument_applied")  # one row per execution, every writer's bit
     assert len(ledger) == total
-    assert {r["writers"] for r in ledger} == {0b1111}
+    assert {r["writers"] for r in ledger} == {0b11111}
 
     expect: dict[str, dict[str, int]] = {}
     for i in range(total):
         rec = w.record(i)
         e = expect.setdefault(rec.agent_id or "", dict.fromkeys(
             ("run_count", "success_count", "failure_count", "total_tokens", "token_run_count",
-             "total_duration_ms"), 0))
+             "total_duration_ms", "paused_count", "refused_count"), 0))
+        if rec.status == "refused":  # not a run: counted apart
+            e["refused_count"] += 1
+            continue
         e["run_count"] += 1
-        e["success_count" if rec.result.success else "failure_count"] += 1
+        e[{"completed": "success_count", "failed": "failure_count",
+           "paused": "paused_count"}[rec.status]] += 1
         if rec.result.tokens is not None:
             e["total_tokens"] += rec.result.tokens.total_tokens or 0
             e["token_run_count"] += 1
@@ -54,6 +64,9 @@ def test_concurrent_processes_and_threads_give_exact_counts(store: Store) -> Non
     assert got == expect
     intensity = {r["agent_id"]: r["total_executions"] for r in store.intensity_metrics()}
     assert intensity == {a: e["run_count"] for a, e in expect.items()}
+    # the usage ledger: exactly the sums of the executions' rows, per (tenant, user, agent, day)
+    assert ledger_rows(store) == ledger_from_executions(store)
+    assert sum(r["runs"] + r["refused"] for r in ledger_rows(store).values()) == total
     assert elapsed < 90, f"took {elapsed:.1f}s"
 
 
@@ -82,7 +95,8 @@ def test_processes_racing_to_create_a_fresh_sqlite_file(tmp_path: Path) -> None:
     from instrument.stores.sqlite.store import SQLiteStore
 
     store = SQLiteStore(url, auto_migrate=False)
-    assert sum(s["run_count"] for s in store.agent_stats()) == PROCESSES * 50
+    assert sum(s["run_count"] + s["refused_count"] for s in store.agent_stats()) == (
+        PROCESSES * 50)
     assert len(store.recent_executions(1000)) == PROCESSES * 50
     assert store.schema_version() is not None
     store.close()

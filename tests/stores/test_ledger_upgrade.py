@@ -78,7 +78,7 @@ def test_a_populated_v2_database_upgrades_and_redelivery_applies_nothing_twice(
         before = {"executions": 0, "logs": 0, "stats": 0, "intensity": 0}
     assert _counts(store) == before
 
-    assert store.migrate() == migrations.expected_version(dialect) == 5
+    assert store.migrate() == migrations.expected_version(dialect) == migrations.EXPECTED_VERSION
     ledger = {r["execution_id"]: r["writers"] for r in rows(store, "instrument_applied")}
     assert ledger == {str(full.execution_id): 0b1111, str(partial.execution_id): 0b0001}
 

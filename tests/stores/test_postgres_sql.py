@@ -65,16 +65,20 @@ def _login(conn: psycopg.Connection[tuple[object, ...]], role: str, sub: str | N
 
 def test_row_level_security_users_read_only_their_rows(pg: PostgresStore) -> None:
     alice, bob = str(uuid.uuid4()), str(uuid.uuid4())
+    # each user runs their own agent: the per-agent rows belong to the owner it names
     pg.apply([orchestrator(1, user_id=alice, agent_id="a-alice"),
               agentkit(1, user_id=bob, agent_id="a-bob"),
               agentkit(2, user_id=bob, agent_id="a-bob")], ALL_WRITERS)
+    pg.apply([r.model_copy(update={"owner_id": r.user_id}) for r in (
+        orchestrator(3, user_id=alice, agent_id="a-alice"),
+        agentkit(3, user_id=bob, agent_id="a-bob"))], ALL_WRITERS)
     with psycopg.connect(pg.url, autocommit=True) as conn:
         _login(conn, "authenticated", alice)
         for table in ("agent_executions", "agent_logs", "agent_stats"):
             users = {r[0] for r in conn.execute(f"select user_id from {table}").fetchall()}
             assert users == {alice}, table
         _login(conn, "authenticated", bob)
-        assert conn.execute("select count(*) from agent_executions").fetchone() == (2,)
+        assert conn.execute("select count(*) from agent_executions").fetchone() == (3,)
         _login(conn, "authenticated", None)
         assert conn.execute("select count(*) from agent_logs").fetchone() == (0,)
         _login(conn, "authenticated", bob)
@@ -93,7 +97,7 @@ def test_row_level_security_users_read_only_their_rows(pg: PostgresStore) -> Non
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             conn.execute("select count(*) from agent_executions")
         _login(conn, "service_role", None)
-        assert conn.execute("select count(*) from agent_executions").fetchone() == (3,)
+        assert conn.execute("select count(*) from agent_executions").fetchone() == (5,)
         out = conn.execute("select instrument_ingest(%s, %s)",
                            (Jsonb([ingest_payload(agentkit(9), capture_content=False)]),
                             list(ALL_WRITERS))).fetchone()

@@ -1,10 +1,15 @@
-"""Property: for any record, instrument_ingest (SQL) writes exactly the Python writers' rows."""
+"""Property: for any record, instrument_ingest (SQL) writes exactly the Python writers' rows.
+
+Records carry every field of schema v6 too (tenant, owner, nesting, tags, metadata, exact cost,
+input text, paused and refused statuses), so the new columns are held to the reference as well.
+"""
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 
 import hypothesis.strategies as st
 import pytest
@@ -35,6 +40,9 @@ SMALL = st.none() | st.integers(0, 1000)
 ODD = st.sampled_from([float("nan"), float("inf"), float("-inf")])
 FLOAT = st.floats(0, 1e9, allow_nan=False, allow_infinity=False) | ODD
 JSON_SCALAR = st.none() | st.booleans() | st.integers(-1000, 1000) | TEXT | FLOAT
+#: Costs as genai-prices gives them: many decimal places, any scale (exact in both stores).
+COST = st.decimals(min_value=0, max_value=10_000, places=12, allow_nan=False,
+                   allow_infinity=False) | st.sampled_from([Decimal("1E-7"), Decimal("0.10")])
 
 
 @st.composite
@@ -44,7 +52,7 @@ def records(draw: st.DrawFn) -> ExecutionRecord:
         TokenUsage, input_tokens=st.none() | INT.map(lambda v: v // 4),
         output_tokens=st.none() | INT.map(lambda v: v // 4),
         total_tokens=st.none() | INT.map(lambda v: v // 2), cached_input_tokens=SMALL,
-        reasoning_tokens=SMALL))
+        reasoning_tokens=SMALL, cache_write_input_tokens=SMALL))
     calls = draw(st.none() | st.lists(st.builds(
         ToolCall, name=TEXT, plugin=st.none() | TEXT, action=st.none() | TEXT,
         call_id=st.none() | TEXT, success=st.none() | st.booleans(),
@@ -67,6 +75,9 @@ def records(draw: st.DrawFn) -> ExecutionRecord:
         orchestration_ms=draw(st.none() | FLOAT),
         extras=draw(st.dictionaries(TEXT, JSON_SCALAR | st.lists(JSON_SCALAR, max_size=2),
                                     max_size=3)),
+        request_model=draw(st.none() | TEXT), service_tier=draw(st.none() | TEXT),
+        input=draw(st.none() | TEXT), paused=draw(st.booleans()), refused=draw(st.booleans()),
+        cost_usd=draw(st.none() | COST), price_source=draw(st.none() | TEXT),
     )
     return ExecutionRecord(
         execution_id=uuid.uuid4(), agent_id=draw(st.none() | TEXT),
@@ -76,7 +87,13 @@ def records(draw: st.DrawFn) -> ExecutionRecord:
         name=draw(TEXT), started_at=start,
         completed_at=start + timedelta(milliseconds=draw(st.integers(0, 10**6))),
         duration_ms=draw(st.floats(0, 1e8, allow_nan=False) | ODD),
-        trace_id=draw(st.none() | TEXT), span_id=draw(st.none() | TEXT), result=result)
+        trace_id=draw(st.none() | TEXT), span_id=draw(st.none() | TEXT), result=result,
+        tenant_id=draw(st.none() | TEXT), owner_id=draw(st.none() | TEXT),
+        parent_execution_id=draw(st.none() | st.uuids()),
+        resumes_execution_id=draw(st.none() | st.uuids()),
+        tags=draw(st.none() | st.lists(TEXT, max_size=3).map(tuple)),
+        metadata=draw(st.none() | st.dictionaries(
+            TEXT, JSON_SCALAR | st.lists(JSON_SCALAR, max_size=2), max_size=3)))
 
 
 @pytest.fixture(scope="module")

@@ -59,16 +59,27 @@ def test_batch_aggregates_is_exactly_add_in_order(history: list[ExecutionRecord]
         1.0, want.total_orchestration_ms)
 
 
+def _owned_or_refused(rec: ExecutionRecord) -> st.SearchStrategy[ExecutionRecord]:
+    """`rec` as is, naming an owner (not its caller), or refused by a budget."""
+    owned = rec.model_copy(update={"owner_id": f"owner-{rec.user_id}"})
+    refused = rec.model_copy(update={"result": rec.result.model_copy(update={
+        "refused": True, "success": False})})
+    return st.sampled_from([rec, owned, refused])
+
+
 @settings(max_examples=200, deadline=None)
-@given(st.lists(ais_records(), max_size=25).map(unique_by_id))
+@given(st.lists(ais_records().flatmap(_owned_or_refused), max_size=25).map(unique_by_id))
 def test_intensity_batch_is_the_deltas_per_agent(history: list[ExecutionRecord]) -> None:
     per_agent: dict[str, list[ais.IntensityDelta]] = {}
     users: dict[str, str | None] = {}
     for rec in history:
+        if rec.result.refused:  # not a run: nothing to score
+            continue
         if (d := ais.IntensityDelta.from_record(rec)) is not None:
             per_agent.setdefault(d.agent_id, []).append(d)
-            if rec.user_id is not None and (users.get(d.agent_id) or "\uffff") > rec.user_id:
-                users[d.agent_id] = rec.user_id
+            owner = rec.owner_id  # the row's user_id is the agent's owner, never the caller
+            if owner is not None and (users.get(d.agent_id) or "\uffff") > owner:
+                users[d.agent_id] = owner
     batch = IntensityBatch.of(history)
     assert dict(batch.aggregates) == {
         a: functools.reduce(ais.Aggregates.add, ds, ais.Aggregates())
@@ -244,6 +255,10 @@ def test_uuid7_text_is_a_version_7_uuid_with_the_time_in_front() -> None:
 def _reference_merge(deltas: list[StatsDelta]) -> list[StatsDelta]:
     """merge_deltas as first written: pairwise, a new delta per merge."""
     def later(a: StatsDelta, b: StatsDelta) -> StatsDelta:
+        if b.last_run_at is None:  # no run (only refused executions): never the latest
+            return a
+        if a.last_run_at is None:
+            return b
         return b if (b.last_run_at, b.last_execution_id) > (a.last_run_at,
                                                              a.last_execution_id) else a
 
@@ -254,32 +269,43 @@ def _reference_merge(deltas: list[StatsDelta]) -> list[StatsDelta]:
             merged[d.agent_id] = d
             continue
         latest = later(prev, d)
-        users = sorted((x for x in (prev, d) if x.user_id is not None),
-                       key=lambda x: (x.last_run_at, x.last_execution_id))
+        owners = [x for x in (prev, d) if x.owner_at is not None]
+        owner = max(owners, key=lambda x: x.owner_at or (_T, "")) if owners else None
         merged[d.agent_id] = StatsDelta(
-            d.agent_id, users[-1].user_id if users else None, prev.run_count + d.run_count,
+            d.agent_id, owner.user_id if owner else None, prev.run_count + d.run_count,
             prev.success_count + d.success_count, prev.failure_count + d.failure_count,
             prev.total_tokens + d.total_tokens, prev.token_run_count + d.token_run_count,
             prev.total_duration_ms + d.total_duration_ms, latest.last_run_at,
-            latest.last_run_status, latest.last_execution_id)
+            latest.last_run_status, latest.last_execution_id,
+            prev.paused_count + d.paused_count, prev.refused_count + d.refused_count,
+            owner.owner_at if owner else None)
     return [merged[k] for k in sorted(merged)]
 
 
 _T = datetime(2026, 1, 1, tzinfo=UTC)
-deltas = st.builds(
-    StatsDelta, agent_id=st.sampled_from(["a", "b", "c"]),
-    user_id=st.none() | st.sampled_from(["u1", "u2", "u3"]), run_count=st.just(1),
-    success_count=st.integers(0, 1), failure_count=st.integers(0, 1),
-    total_tokens=st.integers(0, 10**6), token_run_count=st.integers(0, 1),
-    total_duration_ms=st.integers(0, 10**6),
+
+
+@st.composite
+def deltas(draw: st.DrawFn) -> StatsDelta:
+    """A run (completed, failed or paused) or a refused execution; maybe naming an owner."""
+    agent = draw(st.sampled_from(["a", "b", "c"]))
+    owner = draw(st.none() | st.sampled_from(["u1", "u2", "u3"]))
     # few instants and ids, so ties on (last_run_at, last_execution_id) are common
-    last_run_at=st.integers(0, 3).map(lambda s: _T + timedelta(seconds=s)),
-    last_run_status=st.sampled_from(["completed", "failed"]),
-    last_execution_id=st.sampled_from(["e1", "e2", "e3"]))
+    at = _T + timedelta(seconds=draw(st.integers(0, 3)))
+    eid = draw(st.sampled_from(["e1", "e2", "e3"]))
+    owner_at = None if owner is None else (at, eid)
+    status = draw(st.sampled_from(["completed", "failed", "paused", "refused"]))
+    if status == "refused":
+        return StatsDelta(agent, owner, 0, 0, 0, 0, 0, 0, None, None, eid, 0, 1, owner_at)
+    measured = draw(st.booleans())
+    return StatsDelta(
+        agent, owner, 1, int(status == "completed"), int(status == "failed"),
+        draw(st.integers(0, 10**6)) if measured else 0, int(measured),
+        draw(st.integers(0, 10**6)), at, status, eid, int(status == "paused"), 0, owner_at)
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.lists(deltas, max_size=12))
+@given(st.lists(deltas(), max_size=12))
 def test_merge_deltas_matches_the_pairwise_merge(ds: list[StatsDelta]) -> None:
     assert merge_deltas(ds) == _reference_merge(ds)
 

@@ -15,22 +15,28 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import re
 import threading
 from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
-from functools import cache
+from datetime import UTC, datetime
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any, cast
 from uuid import UUID
-
-from pydantic import TypeAdapter
 
 from instrument.ais import AISConfig
 from instrument.errors import ConfigurationError, RecordRejected, SchemaMismatch, StoreUnavailable
 from instrument.record import ExecutionRecord
 from instrument.stores import migrations
-from instrument.stores.base import ApplyResult, ExecutionFilter
+from instrument.stores.base import (
+    ApplyResult,
+    BudgetPer,
+    ExecutionFilter,
+    Reservation,
+    Spend,
+    budget_column,
+)
 from instrument.stores.postgres.errors import FIX_URL, MIGRATE, brief, first_line, single, translate
+from instrument.stores.postgres.payload import ingest_json, ingest_payload
 from instrument.stores.postgres.timeouts import Deadline, libpq_options
 from instrument.stores.sqlstate import RETRY_STATES
 from instrument.urls import mask_url
@@ -44,40 +50,10 @@ __all__ = ["PostgresStore", "ingest_json", "ingest_payload"]
 _log = logging.getLogger(__name__)
 
 _INGEST = b"select public.instrument_ingest(%s::jsonb, %s::text[])"
-_FILTER_COLUMNS = ("agent_id", "user_id", "status", "engine")
-#: An escaped NUL (``\u0000``) in JSON text, not preceded by an escaped backslash.
-_JSON_NUL = re.compile(r"(?<!\\)((?:\\\\)*)\\u0000")
-
-
-def ingest_payload(record: ExecutionRecord, *, capture_content: bool) -> dict[str, Any]:
-    """The JSON ``instrument_ingest`` receives for `record` (response text only on capture)."""
-    data = record.to_json_dict()
-    if not capture_content and data["result"].get("response") is not None:
-        data["result"] = {**data["result"], "response": None}
-    return data
-
-
-def ingest_json(records: Sequence[ExecutionRecord], *, capture_content: bool) -> str:
-    """The ``records`` argument of ``instrument_ingest`` as JSON text (pydantic, in one call).
-
-    Same content as a list of :func:`ingest_payload`, minus null-valued fields (and, without
-    capture, the ``response`` key), which the SQL reads exactly as nulls: about a third less
-    text to encode, send and parse. NUL characters, which Postgres cannot store, become U+FFFD.
-    """
-    # An exclude set costs pydantic about a quarter of the encoding time: pass one only when a
-    # response must be dropped (a None response is already left out by exclude_none).
-    exclude = None
-    if not capture_content and any(r.result.response is not None for r in records):
-        exclude = {"__all__": {"result": {"response"}}}
-    text = _records_adapter().dump_json(list(records), exclude=exclude,
-                                        exclude_none=True).decode()
-    # Postgres text and jsonb cannot hold NUL: keep the record, with U+FFFD in its place.
-    return _JSON_NUL.sub(r"\1\\ufffd", text) if "\\u0000" in text else text
-
-
-@cache
-def _records_adapter() -> TypeAdapter[list[ExecutionRecord]]:
-    return TypeAdapter(list[ExecutionRecord])
+_SPEND = b"select public.instrument_budget_spend(%s, %s, %s)"
+_RESERVE = b"select public.instrument_budget_reserve(%s, %s, %s, %s, %s, %s, %s)"
+_FILTER_COLUMNS = ("agent_id", "user_id", "status", "engine", "tenant_id",
+                   "parent_execution_id")
 
 
 def _import_psycopg() -> None:
@@ -397,6 +373,14 @@ class PostgresStore:
                 if value is not None:
                     clauses.append(sql.SQL("{} = %s").format(sql.Identifier(column)))
                     params.append(value)
+            if where.tag is not None:
+                clauses.append(sql.SQL("tags ? %s"))
+                params.append(where.tag)
+            for column, op in (("since", ">="), ("until", "<")):
+                bound = getattr(where, column)
+                if bound is not None:
+                    clauses.append(sql.SQL(f"started_at {op} %s"))
+                    params.append(_utc(bound))
         query: sql.Composable = sql.SQL("select * from public.agent_executions")
         if clauses:
             query = query + sql.SQL(" where ") + sql.SQL(" and ").join(clauses)
@@ -423,6 +407,35 @@ class PostgresStore:
             "select * from public.agent_intensity_metrics where agent_id = %s", (agent_id,),
             what=what)
 
+    # -- budgets (BudgetSource) --------------------------------------------------------------
+
+    def _call(self, query: bytes, params: Sequence[object], what: str) -> Any:
+        """One function call in its own transaction (autocommit), bounded; its value."""
+        with self._connection(what, deadline_s=self.deadline_s) as conn:
+            self._ensure_schema(conn)
+            row = conn.execute(query, tuple(params)).fetchone()
+        return None if row is None else row[0]
+
+    def spend(self, per: BudgetPer, key: str, since: datetime) -> Spend:
+        """Committed spend of `key` since `since`: ``instrument_budget_spend`` (whole UTC days
+        from usage_ledger, a rolling window's first partial day from agent_executions)."""
+        budget_column(per)
+        out = self._call(_SPEND, (per, key, _utc(since)), "the budget spend read")
+        return Spend(usd=Decimal(out["usd"]), tokens=int(out["tokens"]), runs=int(out["runs"]))
+
+    def reserve(self, per: BudgetPer, key: str, since: datetime, limit_usd: Decimal | None,
+                limit_tokens: int | None, execution_id: UUID, ttl_s: float) -> Reservation:
+        """``instrument_budget_reserve``: one statement, serialized per key by an advisory
+        transaction lock."""
+        budget_column(per)
+        if ttl_s <= 0:
+            raise ValueError(f"ttl_s must be positive, not {ttl_s!r}")
+        out = self._call(_RESERVE, (per, key, _utc(since), limit_usd, limit_tokens,
+                                    execution_id, float(ttl_s)), "the budget reservation")
+        return Reservation(allowed=bool(out["allowed"]), spent_usd=Decimal(out["spent_usd"]),
+                           spent_tokens=int(out["spent_tokens"]),
+                           in_flight=int(out["in_flight"]))
+
     def close(self) -> None:
         with self._lock:
             pool, self._pool = self._pool, None
@@ -440,3 +453,8 @@ class PostgresStore:
         if isinstance(error, SchemaMismatch):
             self._schema_ok = False  # check the schema again (and name what is missing) next time
         return error
+
+
+def _utc(value: datetime) -> datetime:
+    """`value` with a timezone (a naive datetime is read as UTC, as records' are)."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value

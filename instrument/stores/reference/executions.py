@@ -17,6 +17,7 @@ from instrument.record import ExecutionRecord, ExecutionResult, TokenUsage, Tool
 __all__ = [
     "engine_details",
     "execution_row",
+    "json_finite",
     "round_ms",
     "strip_none",
     "strip_nulls_deep",
@@ -69,6 +70,18 @@ def strip_nulls_deep(value: Any) -> Any:
     return value
 
 
+def json_finite(value: Any) -> Any:
+    """`value` as its JSON form reads back: NaN and infinities (null in records' JSON) become
+    ``None``; everything else is kept (a free-form document such as ``metadata``)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: json_finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [json_finite(v) for v in value]
+    return value
+
+
 def _strip_json_nulls(value: Any) -> Any:
     """``strip_nulls_deep(json.loads(json_text_of(value)))`` for a JSON-mode model dump.
 
@@ -105,7 +118,7 @@ def _fields(model: Any, names: tuple[str, ...]) -> dict[str, Any]:
 
 
 _TOKEN_FIELDS = ("input_tokens", "output_tokens", "total_tokens", "cached_input_tokens",
-                 "reasoning_tokens")
+                 "reasoning_tokens", "cache_write_input_tokens")
 _STEP_FIELDS = ("completed", "failed", "skipped")
 _WORKFLOW_FIELDS = ("steps", "branches", "loops", "parallel")
 
@@ -204,6 +217,10 @@ def execution_row(record: ExecutionRecord, *, capture_content: bool,
                   details: dict[str, Any] | None = None) -> dict[str, Any]:
     """The ``agent_executions`` row (column -> Python value; ``logs`` is a JSON-safe dict).
 
+    ``status`` is the record's (``completed``, ``failed``, ``paused`` or ``refused``);
+    ``cost_usd`` is the exact :class:`~decimal.Decimal` the record carries; ``input`` is kept
+    only with content capture, as the response is (in ``logs``).
+
     `details` is the record's :func:`engine_details` when the caller already built it (the
     SQLite store builds it once per record for this row and the ``agent_logs`` row).
     """
@@ -211,6 +228,7 @@ def execution_row(record: ExecutionRecord, *, capture_content: bool,
         details = engine_details(record, capture_content=capture_content)
     r = record.result
     tokens = r.tokens
+    parent, resumes = record.parent_execution_id, record.resumes_execution_id
     return {
         "id": str(record.execution_id),
         "agent_id": record.agent_id,
@@ -233,4 +251,17 @@ def execution_row(record: ExecutionRecord, *, capture_content: bool,
         "trace_id": record.trace_id,
         "span_id": record.span_id,
         "logs": {"name": record.name, **details},
+        # schema v6 (December 2026)
+        "tenant_id": record.tenant_id,
+        "owner_id": record.owner_id,
+        "parent_execution_id": None if parent is None else str(parent),
+        "resumes_execution_id": None if resumes is None else str(resumes),
+        "tags": None if record.tags is None else list(record.tags),
+        "metadata": None if record.metadata is None else json_finite(record.metadata),
+        "cost_usd": r.cost_usd,
+        "price_source": r.price_source,
+        "input": r.input if capture_content else None,
+        "request_model": r.request_model,
+        "service_tier": r.service_tier,
+        "cache_write_input_tokens": tokens.cache_write_input_tokens if tokens is not None else None,
     }

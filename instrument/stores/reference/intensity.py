@@ -160,25 +160,30 @@ def _max(a: Any, b: Any) -> Any:
 
 @dataclass(frozen=True, slots=True)
 class IntensityBatch:
-    """A batch's contribution per agent: aggregates, and the user a new row starts with."""
+    """A batch's contribution per agent: aggregates, and the owner a new row starts with."""
 
     aggregates: Mapping[str, ais.Aggregates]
     users: Mapping[str, str | None]
 
     @classmethod
     def of(cls, records: Iterable[ExecutionRecord]) -> IntensityBatch:
-        """From `records` (deduplicated, in the order their float sums are to be added)."""
+        """From `records` (deduplicated, in the order their float sums are to be added).
+
+        Refused executions (a budget stopped them before they ran) are not runs: they add
+        nothing. The row's ``user_id`` is the agent's owner (``owner_id``), never the caller.
+        """
         per_agent: dict[str, list[ExecutionRecord]] = {}
         users: dict[str, str | None] = {}
         for record in records:
             agent_id = record.agent_id
-            if agent_id is None:  # no agent to score (IntensityDelta.from_record gives None)
+            if agent_id is None or record.result.refused:  # no agent, or no run, to score
                 continue
             per_agent.setdefault(agent_id, []).append(record)
-            # a new row takes the batch's smallest user_id (as the Postgres function does)
+            # a new row takes the batch's smallest owner_id (as the Postgres function does)
             known = users.get(agent_id)
-            if record.user_id is not None and (known is None or record.user_id < known):
-                users[agent_id] = record.user_id
+            owner = record.owner_id
+            if owner is not None and (known is None or owner < known):
+                users[agent_id] = owner
         return cls({a: batch_aggregates(rs) for a, rs in per_agent.items()}, users)
 
 

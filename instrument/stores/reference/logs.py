@@ -133,4 +133,5 @@ def log_row(record: ExecutionRecord, *, capture_content: bool = False,
         "run_time": round_ms(record.duration_ms),
         "run_tokens": total,
         "user_credits_used": credits_used(total),
+        "tenant_id": record.tenant_id,  # schema v6
     }

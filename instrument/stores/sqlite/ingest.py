@@ -3,9 +3,10 @@
 The rows are those of the reference (:mod:`instrument.stores.reference`) built straight from the
 record fields: engine details encoded once per record and shared by both rows, the log ids from
 one ``urandom`` read (property tests hold the fast path to the reference). Then a batch is a
-fixed number of statements (:func:`apply_prepared`): one ledger select, four ``executemany``
-(ledger upsert, executions, logs, stats merged per agent) and, for intensity, one upsert, one
-read-back and one score update per agent.
+fixed number of statements (:func:`apply_prepared`): one ledger select, six ``executemany``
+(ledger upsert, executions, logs, stats merged per agent, usage_ledger merged per row, the
+batch's budget reservations deleted) and, for intensity, one upsert, one read-back and one
+score update per agent.
 
 Idempotency: ``instrument_applied`` holds one row per execution with the built-in writers
 already applied as a bitmask, updated in the batch's transaction; a writer runs for a record
@@ -20,29 +21,41 @@ import sqlite3
 import time
 from collections.abc import Collection, Sequence
 from datetime import UTC, datetime
+from decimal import Decimal
 from operator import itemgetter
 from typing import Any
 
 from instrument.record import ExecutionRecord
 from instrument.stores.base import ApplyResult
-from instrument.stores.reference.executions import engine_details, round_ms, total_tokens
+from instrument.stores.reference.executions import (
+    engine_details,
+    json_finite,
+    round_ms,
+    total_tokens,
+)
 from instrument.stores.reference.intensity import IntensityBatch
 from instrument.stores.reference.logs import credits_used, status_message, summary_text
 from instrument.stores.reference.stats import StatsDelta, merge_deltas
 from instrument.stores.sqlite.intensity import apply_sqlite as apply_intensity
+from instrument.stores.sqlite.ledger import UPSERT_LEDGER, LedgerRow, ledger_params, ledger_values
 from instrument.writers import BUILTIN_WRITERS
 
-__all__ = ["JSON_COLUMNS", "TIME_COLUMNS", "PreparedBatch", "apply_prepared"]
+__all__ = ["DECIMAL_COLUMNS", "JSON_COLUMNS", "TIME_COLUMNS", "PreparedBatch", "apply_prepared",
+           "decimal_text"]
 
 _EXEC_COLUMNS = (
     "id", "agent_id", "user_id", "agent_name", "session_id", "execution_type", "engine",
     "status", "started_at", "completed_at", "execution_duration_ms", "error_type",
     "error_message", "input_tokens", "output_tokens", "total_tokens", "model", "provider",
     "trace_id", "span_id", "logs",
+    # schema v6
+    "tenant_id", "owner_id", "parent_execution_id", "resumes_execution_id", "tags", "metadata",
+    "cost_usd", "price_source", "input", "request_model", "service_tier",
+    "cache_write_input_tokens",
 )
 _LOG_COLUMNS = (
     "id", "execution_id", "agent_id", "user_id", "run_output", "full_output", "status",
-    "status_message", "run_time", "run_tokens", "user_credits_used",
+    "status_message", "run_time", "run_tokens", "user_credits_used", "tenant_id",
 )
 _INSERT_EXEC = (
     f"INSERT INTO agent_executions ({', '.join(_EXEC_COLUMNS)}) "
@@ -55,8 +68,8 @@ _INSERT_LOG = (
 _UPSERT_STATS = """
 INSERT INTO agent_stats AS s (
     agent_id, user_id, run_count, success_count, failure_count, total_tokens, token_run_count,
-    total_duration_ms, last_run_at, last_run_status, updated_at
-) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+    total_duration_ms, last_run_at, last_run_status, paused_count, refused_count, updated_at
+) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
 ON CONFLICT (agent_id) DO UPDATE SET
     user_id = coalesce(s.user_id, excluded.user_id),
     run_count = s.run_count + excluded.run_count,
@@ -65,20 +78,28 @@ ON CONFLICT (agent_id) DO UPDATE SET
     total_tokens = s.total_tokens + excluded.total_tokens,
     token_run_count = s.token_run_count + excluded.token_run_count,
     total_duration_ms = s.total_duration_ms + excluded.total_duration_ms,
+    paused_count = s.paused_count + excluded.paused_count,
+    refused_count = s.refused_count + excluded.refused_count,
     last_run_status = CASE
         WHEN s.last_run_at IS NULL OR excluded.last_run_at >= s.last_run_at
         THEN excluded.last_run_status ELSE s.last_run_status END,
-    last_run_at = max(coalesce(s.last_run_at, ''), excluded.last_run_at),
+    last_run_at = CASE
+        WHEN excluded.last_run_at IS NULL THEN s.last_run_at
+        WHEN s.last_run_at IS NULL THEN excluded.last_run_at
+        ELSE max(s.last_run_at, excluded.last_run_at) END,
     updated_at = excluded.updated_at
 """
 #: Columns SQLite stores as text: timestamps, and JSON documents.
 TIME_COLUMNS = frozenset(
-    {"started_at", "completed_at", "created_at", "last_run_at", "updated_at", "applied_at"}
+    {"started_at", "completed_at", "created_at", "last_run_at", "updated_at", "applied_at",
+     "expires_at"}
 )
-JSON_COLUMNS = frozenset({"logs", "full_output"})
+JSON_COLUMNS = frozenset({"logs", "full_output", "tags", "metadata"})
+#: Columns SQLite stores as the exact decimal string (read back as ``Decimal``).
+DECIMAL_COLUMNS = frozenset({"cost_usd"})
 _BUILTIN = frozenset(BUILTIN_WRITERS)
 #: A built-in writer's bit in ``instrument_applied.writers`` (the same on every store).
-_BIT = {"executions": 1, "logs": 2, "stats": 4, "intensity": 8}
+_BIT = {"executions": 1, "logs": 2, "stats": 4, "intensity": 8, "usage_ledger": 16}
 
 
 def _mask(writers: frozenset[str]) -> int:
@@ -87,6 +108,11 @@ def _mask(writers: frozenset[str]) -> int:
     for w in writers:
         bits |= _BIT[w]
     return bits
+
+
+def decimal_text(value: Decimal | None) -> str | None:
+    """A decimal as SQLite stores it: plain notation (never ``1E-7``), every digit kept."""
+    return None if value is None else format(value, "f")
 
 
 def _ts(value: datetime) -> str:
@@ -124,6 +150,9 @@ _EXEC_VALUES = itemgetter(*_EXEC_COLUMNS)
 _LOG_VALUES = itemgetter(*_LOG_COLUMNS[1:])  # ``id`` is generated here
 _EXEC_TIMES = tuple(i for i, c in enumerate(_EXEC_COLUMNS) if c in TIME_COLUMNS)
 _EXEC_JSON = tuple(i for i, c in enumerate(_EXEC_COLUMNS) if c in JSON_COLUMNS)
+#: ``logs`` is JSON text always; ``tags`` and ``metadata`` are NULL when the record has none.
+_EXEC_LOGS = _EXEC_COLUMNS.index("logs")
+_EXEC_COST = _EXEC_COLUMNS.index("cost_usd")
 _LOG_JSON = tuple(i for i, c in enumerate(_LOG_COLUMNS) if c in JSON_COLUMNS)
 
 
@@ -160,7 +189,11 @@ def _exec_params(row: dict[str, Any], logs_text: str | None = None) -> tuple[obj
     for i in _EXEC_TIMES:
         values[i] = _ts(values[i])
     for i in _EXEC_JSON:
-        values[i] = _dumps(values[i]) if logs_text is None else logs_text
+        if values[i] is not None:
+            values[i] = _dumps(values[i])
+    if logs_text is not None:
+        values[_EXEC_LOGS] = logs_text
+    values[_EXEC_COST] = decimal_text(values[_EXEC_COST])
     return tuple(values)
 
 
@@ -220,7 +253,7 @@ def _record_params(record: ExecutionRecord, eid: str, log_id: str | None, *, to_
     """
     r = record.result
     details_text = _encode_details(engine_details(record, capture_content=capture_content))
-    status = "completed" if r.success else "failed"
+    status = r.status
     exec_params: tuple[object, ...] | None = None
     log_params: tuple[object, ...] | None = None
     if to_exec:
@@ -236,12 +269,20 @@ def _record_params(record: ExecutionRecord, eid: str, log_id: str | None, *, to_
             tokens.output_tokens if tokens is not None else None,
             total, r.model, r.provider, record.trace_id, record.span_id,
             _logs_text(record.name, details_text),
+            record.tenant_id, record.owner_id,
+            None if (parent := record.parent_execution_id) is None else str(parent),
+            None if (resumes := record.resumes_execution_id) is None else str(resumes),
+            None if record.tags is None else _dumps(list(record.tags)),
+            None if record.metadata is None else _dumps(json_finite(record.metadata)),
+            decimal_text(r.cost_usd), r.price_source,
+            r.input if capture_content else None, r.request_model, r.service_tier,
+            tokens.cache_write_input_tokens if tokens is not None else None,
         )
     if log_id is not None:
         log_params = (
             log_id, eid, record.agent_id, record.user_id, summary_text(record, total, duration),
             _full_output_text(record, eid, details_text), status, status_message(record),
-            duration, total, credits_used(total),
+            duration, total, credits_used(total), record.tenant_id,
         )
     return exec_params, log_params
 
@@ -253,8 +294,8 @@ class PreparedBatch:
     order of every insert (and of the float additions of the intensity aggregates).
     """
 
-    __slots__ = ("deltas", "eids", "exec_params", "intensity", "intensity_batch", "log_params",
-                 "size", "wanted")
+    __slots__ = ("deltas", "eids", "exec_params", "intensity", "intensity_batch", "ledger",
+                 "log_params", "size", "wanted")
 
     def __init__(self, records: Sequence[ExecutionRecord], default_writers: Collection[str],
                  *, capture_content: bool) -> None:
@@ -274,6 +315,7 @@ class PreparedBatch:
         self.log_params: dict[str, tuple[object, ...]] = {}
         self.deltas: dict[str, StatsDelta] = {}
         self.intensity: dict[str, ExecutionRecord] = {}
+        self.ledger: dict[str, LedgerRow] = {}
         log_ids = iter(_uuid7_texts(sum(1 for eid in eids if "logs" in self.wanted[eid])))
         for eid in eids:
             writers = self.wanted[eid]
@@ -293,15 +335,26 @@ class PreparedBatch:
                     self.exec_params[eid] = exec_row
                 if log_row is not None:
                     self.log_params[eid] = log_row
+            status = r.status
             if "stats" in writers and record.agent_id is not None:
                 # stats_delta(record), from the values computed once above
-                ok = r.success
-                self.deltas[eid] = StatsDelta(
-                    record.agent_id, record.user_id, 1, 1 if ok else 0, 0 if ok else 1,
-                    total or 0, 0 if total is None else 1, duration or 0, record.completed_at,
-                    "completed" if ok else "failed", eid)
-            if "intensity" in writers:
+                owner = record.owner_id
+                owner_at = None if owner is None else (record.completed_at, eid)
+                if status == "refused":
+                    self.deltas[eid] = StatsDelta(record.agent_id, owner, 0, 0, 0, 0, 0, 0,
+                                                  None, None, eid, 0, 1, owner_at)
+                else:
+                    self.deltas[eid] = StatsDelta(
+                        record.agent_id, owner, 1, int(status == "completed"),
+                        int(status == "failed"), total or 0, 0 if total is None else 1,
+                        duration or 0, record.completed_at, status, eid,
+                        int(status == "paused"), 0, owner_at)
+            if "intensity" in writers and status != "refused":
                 self.intensity[eid] = record
+            if "usage_ledger" in writers:
+                self.ledger[eid] = ((record.tenant_id or "", record.user_id or "",
+                                     record.agent_id or "", _ts(record.started_at)[:10]),
+                                    ledger_values(record, total))
         self.intensity_batch = IntensityBatch.of(self.intensity.values())
 
 
@@ -336,23 +389,33 @@ def apply_prepared(conn: sqlite3.Connection, batch: PreparedBatch) -> ApplyResul
             d for eid, d in batch.deltas.items() if "stats" in new[eid]]
         intensity = IntensityBatch.of(
             r for eid, r in batch.intensity.items() if "intensity" in new[eid])
+        ledger: Collection[LedgerRow] = [
+            kd for eid, kd in batch.ledger.items() if "usage_ledger" in new[eid]]
     else:
         exec_params = batch.exec_params.values()
         log_params = batch.log_params.values()
         deltas = batch.deltas.values()
         intensity = batch.intensity_batch
+        ledger = batch.ledger.values()
     conn.executemany(_INSERT_EXEC, exec_params)
     conn.executemany(_INSERT_LOG, log_params)
     conn.executemany(
         _UPSERT_STATS,
         [
             (d.agent_id, d.user_id, d.run_count, d.success_count, d.failure_count,
-             d.total_tokens, d.token_run_count, d.total_duration_ms, _ts(d.last_run_at),
-             d.last_run_status)
+             d.total_tokens, d.token_run_count, d.total_duration_ms,
+             None if d.last_run_at is None else _ts(d.last_run_at), d.last_run_status,
+             d.paused_count, d.refused_count)
             for d in merge_deltas(deltas)
         ],
     )
+    if ledger:
+        conn.executemany(UPSERT_LEDGER, ledger_params(ledger))
     if intensity.aggregates:
         apply_intensity(conn, intensity)  # AIS aggregates + scores, in this transaction
+    # a budget reservation ends when its execution's record lands (duplicates included)
+    conn.execute("DELETE FROM budget_inflight WHERE execution_id IN "
+                 "(SELECT value FROM json_each(?))", (_dumps(eids),))
     applied = sum(1 for eid in eids if new[eid] or not wanted[eid])
     return ApplyResult(applied=applied, duplicates=batch.size - applied)
+

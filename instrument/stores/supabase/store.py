@@ -20,10 +20,14 @@ connections your application's event loop uses are never touched from another lo
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import threading
 from collections.abc import Awaitable, Callable, Collection, Coroutine, Sequence
+from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any, TypeVar
+from uuid import UUID
 
 from instrument.ais import AISConfig
 from instrument.errors import (
@@ -33,8 +37,16 @@ from instrument.errors import (
     StoreUnavailable,
 )
 from instrument.record import ExecutionRecord
-from instrument.stores.base import ApplyResult, ExecutionFilter
+from instrument.stores.base import (
+    ApplyResult,
+    BudgetPer,
+    ExecutionFilter,
+    Reservation,
+    Spend,
+    budget_column,
+)
 from instrument.stores.migrations import expected_version
+from instrument.stores.postgres.payload import ingest_payload
 from instrument.stores.sqlstate import classify as classify_sqlstate
 
 __all__ = ["INGEST_FUNCTION", "SupabaseStore", "project_url"]
@@ -45,6 +57,9 @@ T = TypeVar("T")
 
 #: The Postgres function that applies a batch (see instrument/stores/postgres/sql/).
 INGEST_FUNCTION = "instrument_ingest"
+#: The budget functions (schema v6), called over RPC like the ingest function.
+SPEND_FUNCTION = "instrument_budget_spend"
+RESERVE_FUNCTION = "instrument_budget_reserve"
 SCHEMA_VERSION_TABLE = "instrument_schema_version"
 
 #: Waiting for an answer (the statement timeout plus the network timeout, as for Postgres).
@@ -287,11 +302,9 @@ class SupabaseStore:
         return _apply_result(resp.data, len(records))
 
     def _payload(self, record: ExecutionRecord) -> dict[str, Any]:
-        """The record as sent to ``instrument_ingest``: response text only with content capture."""
-        data = record.to_json_dict()
-        if not self._capture_content and data["result"].get("response") is not None:
-            data["result"] = {**data["result"], "response": None}
-        return data
+        """The record as sent to ``instrument_ingest``: response and input text only with
+        content capture (the same payload as the Postgres store's)."""
+        return ingest_payload(record, capture_content=self._capture_content)
 
     def recent_executions(
         self, limit: int = 20, where: ExecutionFilter | None = None
@@ -299,10 +312,17 @@ class SupabaseStore:
         def build(c: Any) -> Any:
             q = c.table("agent_executions").select("*")
             if where is not None:
-                for column in ("agent_id", "user_id", "status", "engine"):
+                for column in ("agent_id", "user_id", "status", "engine", "tenant_id",
+                               "parent_execution_id"):
                     value = getattr(where, column)
                     if value is not None:
                         q = q.eq(column, value)
+                if where.tag is not None:  # tags is jsonb: PostgREST's cs takes JSON there
+                    q = q.filter("tags", "cs", json.dumps([where.tag]))
+                if where.since is not None:
+                    q = q.gte("started_at", _utc(where.since).isoformat())
+                if where.until is not None:
+                    q = q.lt("started_at", _utc(where.until).isoformat())
             return q.order("started_at", desc=True).limit(limit)
 
         return list(self._execute(build).data or [])
@@ -324,6 +344,35 @@ class SupabaseStore:
             return q.order("agent_id")
 
         return list(self._execute(build).data or [])
+
+    # --- budgets (BudgetSource) -------------------------------------------------------------
+
+    def spend(self, per: BudgetPer, key: str, since: datetime) -> Spend:
+        """Committed spend of `key` since `since`: one ``instrument_budget_spend`` RPC."""
+        budget_column(per)
+        args = {"p_per": per, "p_key": key, "p_since": _utc(since).isoformat()}
+        out = _one(self._execute(lambda c: c.rpc(SPEND_FUNCTION, args),
+                                 f"{SPEND_FUNCTION}()").data)
+        return Spend(usd=Decimal(str(out["usd"])), tokens=int(out["tokens"]),
+                     runs=int(out["runs"]))
+
+    def reserve(self, per: BudgetPer, key: str, since: datetime, limit_usd: Decimal | None,
+                limit_tokens: int | None, execution_id: UUID, ttl_s: float) -> Reservation:
+        """One ``instrument_budget_reserve`` RPC (one transaction on the server, serialized
+        per key by an advisory lock)."""
+        budget_column(per)
+        if ttl_s <= 0:
+            raise ValueError(f"ttl_s must be positive, not {ttl_s!r}")
+        args = {"p_per": per, "p_key": key, "p_since": _utc(since).isoformat(),
+                "p_limit_usd": None if limit_usd is None else str(limit_usd),
+                "p_limit_tokens": limit_tokens, "p_execution_id": str(execution_id),
+                "p_ttl_s": float(ttl_s)}
+        out = _one(self._execute(lambda c: c.rpc(RESERVE_FUNCTION, args),
+                                 f"{RESERVE_FUNCTION}()").data)
+        return Reservation(allowed=bool(out["allowed"]),
+                           spent_usd=Decimal(str(out["spent_usd"])),
+                           spent_tokens=int(out["spent_tokens"]),
+                           in_flight=int(out["in_flight"]))
 
     def close(self) -> None:
         with self._lock:
@@ -350,6 +399,21 @@ class SupabaseStore:
                 thread.join(5)
             if not loop.is_running():
                 loop.close()
+
+
+def _utc(value: datetime) -> datetime:
+    """`value` with a timezone (a naive datetime is read as UTC, as records' are)."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
+
+
+def _one(data: Any) -> dict[str, Any]:
+    """A function's JSON object answer (PostgREST may wrap it in a one-element list)."""
+    if isinstance(data, list) and len(data) == 1:
+        data = data[0]
+    if not isinstance(data, dict):
+        raise StoreUnavailable(f"unexpected answer {data!r} from a budget function; check that "
+                               "the logged-execution schema v6 is applied")
+    return data
 
 
 def _apply_result(data: Any, batch: int) -> ApplyResult:
