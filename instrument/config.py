@@ -9,6 +9,7 @@ values it needs; ``configure``/``flush``/``shutdown`` live there.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -52,7 +53,7 @@ ENV_VARS: tuple[EnvVar, ...] = (
     EnvVar("SUPABASE_SERVICE_ROLE_KEY", None,
            "Supabase key the store writes with (service role; bypasses RLS)."),
     EnvVar("SUPABASE_KEY", None, "Fallback for SUPABASE_SERVICE_ROLE_KEY."),
-    EnvVar("INSTRUMENT_WRITERS", "executions,logs,stats,intensity",
+    EnvVar("INSTRUMENT_WRITERS", "executions,logs,stats,intensity,usage_ledger",
            "Comma-separated built-in writers to enable."),
     EnvVar("INSTRUMENT_SPOOL_DIR", None,
            "Directory of the durable spool. Default: `<db file>.spool` next to a SQLite "
@@ -88,6 +89,14 @@ ENV_VARS: tuple[EnvVar, ...] = (
     EnvVar("INSTRUMENT_AIS_CONFIG", None,
            "AIS overrides for off-write-path scoring: a JSON object of `ais_config` keys, or "
            "a path to a JSON file (stored scores use the database's `ais_config` table)."),
+    EnvVar("INSTRUMENT_TRACE_URL", None,
+           "Where `instrument show` links a trace: a URL with `{trace_id}` in it, or a Jaeger "
+           "UI base URL (`http://localhost:16686`; `/trace/<id>` is appended)."),
+    EnvVar("INSTRUMENT_PRICES", None,
+           "Path to a JSON file of your own prices, `{model: {\"input_mtok\": USD, "
+           "\"cache_read_mtok\": USD, \"cache_write_mtok\": USD, \"output_mtok\": USD}}` "
+           "(USD per million tokens; a missing cache key costs `input_mtok`). They win over "
+           "genai-prices for the models they name."),
     EnvVar("OTEL_SERVICE_NAME", None, "service.name of the resource (else `unknown_service`)."),
     EnvVar("OTEL_RESOURCE_ATTRIBUTES", None, "Extra resource attributes, `k=v,k2=v2`."),
     EnvVar("OTEL_SDK_DISABLED", "false", "Disable spans and metrics (database writes continue)."),
@@ -177,6 +186,9 @@ class Settings:
     network_timeout_s: float = 10.0
     supabase_url: str | None = None
     supabase_key: str | None = None
+    #: the user's price table as given (validated by :mod:`instrument.pricing` when the
+    #: runtime is built); ``None``: genai-prices alone
+    prices: Mapping[str, Any] | None = field(default=None, repr=False)
     environ: Mapping[str, str] = field(default_factory=dict, repr=False)
 
     @property
@@ -213,6 +225,38 @@ def _content_policy(value: bool | str | None, environ: Mapping[str, str]) -> Con
     raise ConfigurationError(
         f"capture_content={value!r} is not valid; use true, false, 'spans', 'db' or 'all'"
     )
+
+
+PricesArg = Mapping[str, Any] | str | os.PathLike[str] | None
+
+
+def _prices(value: PricesArg, environ: Mapping[str, str]) -> Mapping[str, Any] | None:
+    """The user's price table: a mapping as given, or a JSON file (argument or
+    INSTRUMENT_PRICES) read now, so a typo fails at configure() and not in the worker."""
+    if isinstance(value, Mapping):
+        return dict(value)
+    if value is not None and not isinstance(value, (str, os.PathLike)):
+        raise ConfigurationError(
+            f"prices={value!r} is neither a mapping of model prices nor a path to a JSON file")
+    name = "prices" if value is not None else "INSTRUMENT_PRICES"
+    raw = os.fspath(value) if value is not None else env("INSTRUMENT_PRICES", environ)
+    if raw is None:
+        return None
+    path = Path(raw).expanduser()
+    try:
+        table = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigurationError(
+            f"{name}={raw!r}: cannot read the price file ({exc.strerror or exc}); give the "
+            "path of a JSON file of model prices") from None
+    except ValueError as exc:
+        raise ConfigurationError(f"{name}={raw!r}: the price file is not valid JSON ({exc})"
+                                 ) from None
+    if not isinstance(table, dict):
+        raise ConfigurationError(
+            f"{name}={raw!r}: the price file must hold a JSON object of model prices, e.g. "
+            '{"my-model": {"input_mtok": 1.0, "output_mtok": 4.0}}')
+    return table
 
 
 def _positive_int(name: str, raw: str | None, default: int) -> int:
@@ -260,6 +304,7 @@ def resolve_settings(
     connect_timeout_s: float | None = None,
     statement_timeout_s: float | None = None,
     network_timeout_s: float | None = None,
+    prices: PricesArg = None,
     environ: Mapping[str, str] | None = None,
 ) -> Settings:
     """Merge arguments over environment over defaults, validating every value."""
@@ -331,6 +376,7 @@ def resolve_settings(
         or _ms("INSTRUMENT_NETWORK_TIMEOUT_MS", environ, 10_000),
         supabase_url=env("SUPABASE_URL", environ),
         supabase_key=env("SUPABASE_SERVICE_ROLE_KEY", environ) or env("SUPABASE_KEY", environ),
+        prices=_prices(prices, environ),
         environ=environ,
     )
 
@@ -347,6 +393,8 @@ def describe(settings: Settings) -> dict[str, Any]:
         "spool_mode": settings.spool_mode,
         "strict": settings.strict,
         "disabled": settings.disabled,
+        "prices": ("genai-prices" if settings.prices is None else
+                   f"your table ({len(settings.prices)} models), then genai-prices"),
     }
 
 
@@ -370,8 +418,10 @@ def spool_dir_for(spool_dir: str | None, database_url: str, supabase_url: str | 
         if not path or path == ":memory:":
             return None
         return Path(path + ".spool")
-    if url.startswith("sqlite://"):
+    if url == "sqlite://:memory:":
         return None
+    # anything else (a typo like `sqlite://x.db` too) spools under the home directory: records
+    # are kept while the URL cannot be used
     identity = mask_url(url)
     if url == "supabase" or url.startswith("supabase://"):
         identity += "|" + (supabase_url or "")  # one queue per Supabase project

@@ -18,16 +18,18 @@ from typing import Any
 
 from instrument import guard
 from instrument.config import Settings, resolve_settings, spool_dir_for
+from instrument.errors import ConfigurationError
 from instrument.pipeline import DeliveryPipeline, NullPipeline, Pipeline, PipelineStats
+from instrument.pricing import Pricer
 from instrument.redact import Redactor
-from instrument.stores import open_store
+from instrument.stores import Store, UnusableStore, open_store, url_problem
 from instrument.tracing.otel_env import resolve_otel
 from instrument.tracing.spans import Tracing
 from instrument.writers import Writer
 
 __all__ = [
     "Runtime", "build", "configure", "current", "flush", "install", "note_unrecorded", "peek",
-    "pipeline_stats", "reset", "shutdown", "swap",
+    "pipeline_stats", "pricer_for", "reset", "shutdown", "swap",
 ]
 
 _log = logging.getLogger(__name__)
@@ -39,6 +41,8 @@ class Runtime:
     pipeline: Pipeline
     tracing: Tracing | None
     redactor: Redactor
+    #: prices records in the pipeline's worker; budgets add a listener to count spend
+    pricer: Pricer | None = None
 
     def flush(self, timeout_s: float) -> bool:
         return self.pipeline.flush(timeout_s)
@@ -60,28 +64,46 @@ _last_settings: Settings | None = None
 _unrecorded = 0
 
 
-def build(settings: Settings) -> Runtime:
+def pricer_for(settings: Settings) -> Pricer:
+    """The pricer `settings` ask for: their price table, then genai-prices' bundled data.
+    Raises :class:`ConfigurationError` on a bad table (the model and key to fix)."""
+    return Pricer(settings.prices)
+
+
+def build(settings: Settings, *, defer_bad_url: bool = False) -> Runtime:
+    """The runtime `settings` describe. `defer_bad_url` (the first decorated call's lazy
+    configuration): a database URL no store accepts does not raise into the host; the records
+    are spooled and every delivery attempt says what to fix (outside strict mode)."""
     redactor = Redactor(settings.redact_patterns)
     if settings.disabled:
         return Runtime(settings, NullPipeline(), None, redactor)
+    pricer = pricer_for(settings)  # before the store opens: a bad table leaves nothing open
     open_configured = functools.partial(
         open_store, settings.database_url, keep_content=True,
         supabase_url=settings.supabase_url, supabase_key=settings.supabase_key,
         connect_timeout_s=settings.connect_timeout_s,
         statement_timeout_s=settings.statement_timeout_s,
         network_timeout_s=settings.network_timeout_s)
-    store = open_configured()
+    factory: Callable[[], Store] = open_configured
+    try:
+        store = open_configured()
+    except ConfigurationError as exc:
+        if not defer_bad_url or settings.strict or url_problem(settings.database_url) is None:
+            raise
+        factory = functools.partial(UnusableStore, settings.database_url, str(exc))
+        store = factory()
     pipeline = DeliveryPipeline(
         store, writers=settings.writers, custom_writers=settings.custom_writers,
         batch_size=settings.batch_size, flush_interval_s=settings.flush_interval_s,
         queue_size=settings.queue_size, spool_mode=settings.spool_mode,
         spool_dir=spool_dir_for(settings.spool_dir, settings.database_url, settings.supabase_url),
-        store_factory=open_configured)  # a forked child opens its own store
+        store_factory=factory,  # a forked child opens its own store
+        pricer=pricer)
     tracing = Tracing.from_config(
         resolve_otel(settings.environ, traces=settings.traces, service_name=settings.service_name),
         content_to_spans=settings.content_to_spans, redactor=redactor,
         pipeline_stats=pipeline_stats)
-    return Runtime(settings, pipeline, tracing, redactor)
+    return Runtime(settings, pipeline, tracing, redactor, pricer)
 
 
 def install(new: Runtime, timeout_s: float = 5.0) -> Runtime | None:
@@ -103,7 +125,7 @@ def current() -> Runtime:
         return rt
     with _lock:
         if _runtime is None:
-            built = build(_last_settings or resolve_settings())
+            built = build(_last_settings or resolve_settings(), defer_bad_url=True)
             globals()["_runtime"] = built
             guard.set_strict(built.settings.strict)
         return _runtime  # type: ignore[return-value]
@@ -152,7 +174,8 @@ def configure(
     Every argument left ``None`` comes from its environment variable, then its default (see
     docs/configuration.md). Advanced keywords: ``redact_patterns``, ``batch_size``,
     ``flush_interval_s``, ``queue_size``, ``spool_mode``, ``connect_timeout_s``,
-    ``statement_timeout_s``, ``network_timeout_s``. Raises :class:`ConfigurationError`
+    ``statement_timeout_s``, ``network_timeout_s``, ``prices`` (your price table: a mapping
+    or a JSON file's path, see docs/accounting.md). Raises :class:`ConfigurationError`
     on a bad value.
     """
     settings = resolve_settings(

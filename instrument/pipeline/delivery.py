@@ -1,10 +1,13 @@
-"""Applying spooled entries to a store: bisecting refused records, custom writers, replay.
+"""Applying spooled entries to a store: pricing, bisecting refused records, custom writers,
+replay.
 
-:class:`Deliverer` writes a list of spool entries through the store (one transaction per
-chunk), bisects a batch the store refuses until the poison record is found and quarantined,
-then runs the custom writers; :func:`replay` delivers what finished processes left in a spool
-(`instrument replay`). The live pipeline (:mod:`instrument.pipeline.worker`) drives a Deliverer
-from its worker thread.
+:class:`Deliverer` prices each entry's record once (:class:`~instrument.pricing.Pricer`: this is
+the one place where records leave the spool for the stores, so the live worker, adopted
+orphans, replay and requeue all price the same way), writes a list of spool entries through the
+store (one transaction per chunk), bisects a batch the store refuses until the poison record is
+found and quarantined, then runs the custom writers; :func:`replay` delivers what finished
+processes left in a spool (`instrument replay`). The live pipeline
+(:mod:`instrument.pipeline.worker`) drives a Deliverer from its worker thread.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from instrument.pipeline.orphans import Orphan, find_orphans
 from instrument.pipeline.quarantine import quarantine
 from instrument.pipeline.retry import Backoff
 from instrument.pipeline.spool import Entry
+from instrument.pricing import Pricer
 from instrument.record import ExecutionRecord
 from instrument.stores.base import Store
 from instrument.writers import Writer
@@ -46,8 +50,11 @@ class Deliverer:
     """Applies entries to the store with bisection of refused records, then custom writers."""
 
     def __init__(self, store: Store, writers: Collection[str], custom: Sequence[Writer],
-                 spool_dir: Path | None) -> None:
+                 spool_dir: Path | None, pricer: Pricer | None = None) -> None:
+        """`pricer` ``None``: records keep the cost they carry (none, unless an adapter set
+        one)."""
         self.store = store
+        self.pricer = pricer
         self.writers = tuple(writers)
         self.custom = tuple(custom)
         self.spool_dir = spool_dir
@@ -60,6 +67,8 @@ class Deliverer:
     def deliver(self, entries: list[Entry], on_done: Callable[[list[Entry]], None],
                 stop: threading.Event | None = None) -> None:
         """Deliver all `entries` in order; raises :class:`Partial` on a non-record failure."""
+        if self.pricer is not None:
+            self._price(entries, self.pricer)
         done = 0
         todo = [(0, len(entries))]
         while todo:
@@ -76,6 +85,8 @@ class Deliverer:
                         todo += [(mid, hi), (lo, mid)]
                         continue
                     self._quarantine_or_retry(chunk, exc, done)
+                    if self.pricer is not None:  # never in the store: settled all the same
+                        self.pricer.settled(records)
                     done = hi
                     on_done(entries[lo:hi])
                     continue
@@ -85,10 +96,21 @@ class Deliverer:
                 self.batches += 1
                 self.applied += result.applied
                 self.duplicates += result.duplicates
+                if self.pricer is not None:  # committed: a store query from now on sees them
+                    self.pricer.settled(records)
                 self._custom(records, stop)
             self._quarantine_or_retry([e for e in chunk if e.record is None], None, done)
             done = hi
             on_done(chunk)
+
+    @staticmethod
+    def _price(entries: list[Entry], pricer: Pricer) -> None:
+        """Price each record once, before any store or writer sees it: a retried entry keeps
+        its priced record (and its listeners are not called again). Never raises."""
+        for e in entries:
+            if not e.priced and e.record is not None:
+                e.record = pricer.apply(e.record)
+                e.priced = True
 
     def _quarantine_or_retry(self, chunk: list[Entry], exc: RecordRejected | None,
                              done: int) -> None:
@@ -161,17 +183,20 @@ def replay(
     batch_size: int = 500,
     progress: Callable[[int, int], None] | None = None,
     max_attempts: int = 3,
+    pricer: Pricer | None = None,
 ) -> ReplayReport:
     """Deliver every record finished processes left in `spool_dir` (`instrument replay`).
 
     Segments of live processes are left to them. Safe to run while other processes replay:
     each finished process's spool is adopted under its lock by exactly one replayer. The
     caller opens and closes `store`; `progress(done, total)` follows each delivered batch.
+    Records are priced with `pricer` as the live pipeline would (build it from the settings
+    with :func:`instrument.runtime.pricer_for`); ``None`` leaves them unpriced.
     """
     directory = spool_dir
     if directory is None or not directory.is_dir():
         return ReplayReport(0, 0, 0, 0, 0, 0)
-    deliverer = Deliverer(store, writers, custom_writers, directory)
+    deliverer = Deliverer(store, writers, custom_writers, directory, pricer)
     orphans = list(find_orphans(directory))
     owners = {p.name.split(".", 1)[0] for p in directory.glob("*.seg")}
     skipped = len(owners - {o.owner for o in orphans})

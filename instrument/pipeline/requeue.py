@@ -21,6 +21,7 @@ from pathlib import Path
 from instrument.pipeline.delivery import Deliverer, Partial
 from instrument.pipeline.quarantine import QUARANTINE_FILE
 from instrument.pipeline.spool import Entry
+from instrument.pricing import Pricer
 from instrument.record import ExecutionRecord
 from instrument.stores.base import Store
 from instrument.writers import Writer
@@ -72,11 +73,13 @@ def _put_back(directory: Path, lines: list[bytes]) -> None:
 
 def requeue_quarantined(store: Store, *, spool_dir: Path | None, writers: Collection[str],
                         custom_writers: Sequence[Writer] = (), batch_size: int = 500,
-                        ) -> RequeueReport:
-    """Deliver the quarantined records of `spool_dir` again (the caller opens the store)."""
+                        pricer: Pricer | None = None) -> RequeueReport:
+    """Deliver the quarantined records of `spool_dir` again (the caller opens the store).
+    Records quarantined by a pipeline that priced them keep their cost; `pricer` prices the
+    others."""
     if spool_dir is None or not spool_dir.is_dir():
         return RequeueReport(0, 0, 0, 0)
-    deliverer = Deliverer(store, writers, custom_writers, spool_dir)
+    deliverer = Deliverer(store, writers, custom_writers, spool_dir, pricer)
     kept: list[bytes] = []
     entries: list[tuple[Entry, bytes]] = []
     claims = _claim(spool_dir)

@@ -105,6 +105,8 @@ class Entry:
     raw: str = ""
     error: str = ""
     damaged: bytes | None = None
+    #: ``record`` went through the pricer (once per entry, however often it is retried)
+    priced: bool = False
 
 
 #: how every spool line starts (``encode``): where the reader resyncs inside a damaged line

@@ -45,6 +45,7 @@ from instrument.pipeline.retry import Backoff, CircuitBreaker
 from instrument.pipeline.segments import SegmentWriter
 from instrument.pipeline.spool import encode, spool_usage
 from instrument.pipeline.spooler import DEFERRED_SPOOL_INTERVAL_S, DeferredSpooling
+from instrument.pricing import Pricer
 from instrument.record import ExecutionRecord
 from instrument.stores.base import Store
 from instrument.writers import Writer
@@ -73,11 +74,14 @@ class DeliveryPipeline(DeliveryLoop, SpoolRecovery, DeferredSpooling, ForkSafety
         spool_mode: str = "write-through",
         spool_interval_s: float = DEFERRED_SPOOL_INTERVAL_S,
         spool_retry_s: float = SPOOL_RETRY_S,
+        pricer: Pricer | None = None,
     ) -> None:
         """`store_factory` opens a store like `store` (a forked child needs its own; without
         one the child shares the parent's). `spool_dir` ``None``: no spool (memory only).
-        `spool_retry_s`: how often a spool that cannot be used is tried again."""
+        `spool_retry_s`: how often a spool that cannot be used is tried again. `pricer`
+        prices each record in the worker, before the store sees it (``None``: unpriced)."""
         self.writers = tuple(writers)
+        self.pricer = pricer
         self.custom_writers = tuple(custom_writers)
         self.batch_size = batch_size
         self.flush_interval_s = flush_interval_s
@@ -124,7 +128,8 @@ class DeliveryPipeline(DeliveryLoop, SpoolRecovery, DeferredSpooling, ForkSafety
         self._breaker = CircuitBreaker(backoff=self._backoff)
         self._adopter = None
         self._writer = None
-        self._deliverer = Deliverer(store, self.writers, self.custom_writers, self.spool_dir)
+        self._deliverer = Deliverer(store, self.writers, self.custom_writers, self.spool_dir,
+                                    self.pricer)
         if not start:
             return
         if self.spool_dir is not None:
@@ -243,8 +248,9 @@ class DeliveryPipeline(DeliveryLoop, SpoolRecovery, DeferredSpooling, ForkSafety
             self._closed = True
             return True
         deadline = time.monotonic() + max(0.0, timeout_s)
-        # keep a fifth of the budget to stop the worker and release the spool cleanly
-        ok = self.flush(max(0.0, timeout_s) * 0.8)
+        # keep a fifth of the budget to stop the worker and release the spool cleanly; a store
+        # that is down is not waited for when the records are safe in the spool (loop.py)
+        ok = self._flush_for_exit(max(0.0, timeout_s) * 0.8)
         with self._lock:
             self._closed = True
         self._stop.set()
@@ -255,6 +261,8 @@ class DeliveryPipeline(DeliveryLoop, SpoolRecovery, DeferredSpooling, ForkSafety
             self._spooler.join(max(0.0, deadline - time.monotonic()))
         if not self._thread.is_alive():
             self._cleanup()
+        else:  # stuck in a store call: what is pending stays in the spool; say so now
+            self._report_left_in_spool(self._pending() - self._mem_only)
         return ok
 
     def _cleanup(self) -> None:
@@ -283,9 +291,7 @@ class DeliveryPipeline(DeliveryLoop, SpoolRecovery, DeferredSpooling, ForkSafety
         except Exception:  # closing a dead connection may fail; nothing is left to lose
             _log.debug("store close failed", exc_info=True)
         if spooled and self._writer is not None:
-            _log.warning("logged-execution: %d records not yet written to %s stay in the spool "
-                         "%s and are replayed on the next start (or `instrument replay`)",
-                         spooled, self._store.display_url, self.spool_dir)
+            self._report_left_in_spool(spooled)
 
     def stats(self) -> PipelineStats:
         d = self._deliverer
