@@ -5,9 +5,11 @@ OpenTelemetry span, and exactly-once writes to the configured store.
 """
 
 from instrument.binding import literal
+from instrument.budget import Budget
 from instrument.context import ExecutionContext, current_execution, execution_context
 from instrument.decorator import logged_execution
 from instrument.errors import (
+    BudgetExceeded,
     ConfigurationError,
     InstrumentError,
     RecordRejected,
@@ -29,6 +31,8 @@ from instrument.runtime import configure, flush, shutdown
 
 __all__ = [
     "SCHEMA_VERSION",
+    "Budget",
+    "BudgetExceeded",
     "ConfigurationError",
     "ErrorInfo",
     "ExecutionContext",

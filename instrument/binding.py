@@ -9,7 +9,10 @@ from typing import Any, Final, Union
 
 from instrument.record import MAX_KEY_CHARS, bounded_key, bounded_text, exception_text
 
-__all__ = ["ArgumentPlan", "FieldSpec", "Literal_", "compile_field", "literal"]
+__all__ = [
+    "ArgumentPlan", "FieldSpec", "Literal_", "ValueGetter", "compile_field", "compile_value",
+    "literal",
+]
 
 _log = logging.getLogger("instrument")
 _MISSING: Final = object()
@@ -34,6 +37,10 @@ def literal(value: str) -> Literal_:
 
 FieldSpec = Union[str, Callable[[Mapping[str, Any]], Any], Literal_, None]  # noqa: UP007
 Getter = Callable[[Any, tuple[Any, ...], dict[str, Any], Any], "str | None"]
+#: getter(instance, args, kwargs, owner_plan) -> the converted value (see compile_value)
+ValueGetter = Callable[[Any, tuple[Any, ...], dict[str, Any], Any], Any]
+#: convert(raw value, warn) -> the stored value; never raises (tells `warn` instead)
+Convert = Callable[[Any, Callable[[str], None]], Any]
 
 
 class ArgumentPlan:
@@ -172,6 +179,79 @@ def compile_field(plan: ArgumentPlan, field: str, spec: FieldSpec) -> Getter:
     return path
 
 
+def compile_value(plan: ArgumentPlan, field: str, spec: object, convert: Convert) -> ValueGetter:
+    """A getter(instance, args, kwargs, owner_plan) for a field that is not text (tags,
+    metadata, an execution id): `spec` is a dotted path (``str``), a callable taking the
+    bound-arguments mapping, :func:`literal`, or the value itself (a list of tags, a dict).
+
+    A literal or a value is converted once, here; a path or callable's value per call. What
+    `convert` says about a value is logged once per function and field.
+    """
+    if spec is None:
+        return _none
+    if isinstance(spec, str) and spec:
+        root, *parts = spec.split(".")
+        if not plan.knows(root):
+            _log.warning(
+                "logged-execution: %s has no parameter %r (from %s=%r); the field will be "
+                "None. Use instrument.literal(%r) for a constant.", plan.owner, root, field,
+                spec, spec)
+        get_root = plan.getter(root)
+
+        def path(i: Any, a: tuple[Any, ...], k: dict[str, Any], p: Any) -> Any:
+            obj = _walk(get_root(i, a, k), parts)
+            if obj is _MISSING:
+                _warn_once(p, field, f"{field}={spec!r} did not resolve in a call")
+                return None
+            return convert(obj, _warner(p, field))
+
+        return path
+    if callable(spec):
+        fn = spec
+
+        def call(i: Any, a: tuple[Any, ...], k: dict[str, Any], p: Any) -> Any:
+            try:
+                value = fn(plan.bound(i, a, k))
+            except Exception as exc:  # a user callable that fails yields None, never an error
+                _warn_once(p, field, f"{field}= callable raised {type(exc).__name__}: "
+                                     f"{bounded_text(exception_text(exc), 200)}")
+                return None
+            return convert(value, _warner(p, field))
+
+        return call
+    value = spec.value if isinstance(spec, Literal_) else spec
+    const = convert(value, _warner(_DecorationTime(plan.owner), field))
+    if const is None:
+        return _none
+
+    def constant(_i: Any, _a: tuple[Any, ...], _k: dict[str, Any], _p: Any) -> Any:
+        return const
+
+    return constant
+
+
+def _walk(obj: Any, parts: list[str]) -> Any:
+    """Follow attribute or key `parts` from `obj`; `_MISSING` when one is not there."""
+    for part in parts:
+        if obj is None or obj is _MISSING:
+            break
+        try:
+            if isinstance(obj, Mapping):
+                obj = obj.get(part, _MISSING)
+            else:
+                obj = getattr(obj, part, _MISSING)
+        except Exception:  # a raising property/__getitem__/__class__: the path is unresolved
+            obj = _MISSING
+    return obj
+
+
+def _warner(owner_plan: Any, field: str) -> Callable[[str], None]:
+    def warn(message: str) -> None:
+        _warn_once(owner_plan, f"{field}:value", message, outcome="")
+
+    return warn
+
+
 class _DecorationTime:
     """Stands for the function's plan while that is being built (warnings are per function)."""
 
@@ -186,10 +266,11 @@ def _none(_i: Any, _a: tuple[Any, ...], _k: dict[str, Any], _p: Any) -> None:
     return None
 
 
-def _warn_once(owner_plan: Any, field: str, message: str) -> None:
+def _warn_once(owner_plan: Any, field: str, message: str,
+               outcome: str = "; the field is None") -> None:
     warned: set[str] | None = getattr(owner_plan, "warned", None)
     if warned is None or field in warned:
         return
     warned.add(field)
-    _log.warning("logged-execution: %s: %s; the field is None (warned once per function)",
-                 getattr(owner_plan, "qualname", "?"), message)
+    _log.warning("logged-execution: %s: %s%s (warned once per function)",
+                 getattr(owner_plan, "qualname", "?"), message, outcome)

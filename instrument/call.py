@@ -13,11 +13,13 @@ from typing import Any
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 
-from instrument import runtime
+from instrument import budget_check, runtime
 from instrument.adapters import registry
 from instrument.adapters.protocol import Adapter, StreamedItems
 from instrument.context import _AMBIENT, _CURRENT, ExecutionContext
+from instrument.errors import BudgetExceeded
 from instrument.guard import internal_error
+from instrument.labels import merge_metadata, merge_tags
 from instrument.plan import PREBUILT, Plan, unrecognized
 from instrument.record import (
     MAX_MESSAGE_CHARS,
@@ -60,7 +62,7 @@ def _new_execution_id() -> uuid.UUID:
 class Call:
     """The state of one execution between its pre-step and its single finish."""
 
-    __slots__ = ("ctx", "done", "plan", "rt", "span", "span_ctx", "t0", "wall0")
+    __slots__ = ("ctx", "done", "labels", "plan", "rt", "span", "span_ctx", "t0", "wall0")
 
     def __init__(
         self, plan: Plan, rt: runtime.Runtime, instance: Any, args: tuple[Any, ...],
@@ -69,8 +71,15 @@ class Call:
         self.plan = plan
         self.rt = rt
         self.done = False
-        values: list[str | None] = ([None, None, None, None, None] if plan.no_fields
-                                    else [f(instance, args, kwargs, plan) for f in plan.fields])
+        values: list[str | None] = (
+            [None, None, None, None, None, None, None] if plan.no_fields
+            else [f(instance, args, kwargs, plan) for f in plan.fields])
+        #: (tags, metadata, resumed execution id): None when the call has none of them
+        labels: tuple[Any, Any, Any] | None = (
+            None if plan.no_labels
+            else (plan.labels[0](instance, args, kwargs, plan),
+                  plan.labels[1](instance, args, kwargs, plan),
+                  plan.labels[2](instance, args, kwargs, plan)))
         amb = _AMBIENT.get()
         if amb is not None:
             values[0] = values[0] if values[0] is not None else amb.agent_id
@@ -78,6 +87,19 @@ class Call:
             values[2] = values[2] if values[2] is not None else amb.agent_name
             values[3] = values[3] if values[3] is not None else amb.session_id
             values[4] = values[4] if values[4] is not None else amb.execution_type
+            values[5] = values[5] if values[5] is not None else amb.tenant_id
+            values[6] = values[6] if values[6] is not None else amb.owner_id
+            if amb.tags is not None or amb.metadata is not None:
+                tags, metadata, resumes = labels or (None, None, None)
+                labels = (merge_tags(amb.tags, tags),  # the decorator's tags are added,
+                          merge_metadata(amb.metadata, metadata, self._warn),  # its keys win
+                          resumes)
+        self.labels = labels
+        parent = _CURRENT.get()  # started inside another execution: its child
+        if parent is not None:  # on behalf of the same user, tenant and conversation
+            values[1] = values[1] if values[1] is not None else parent.user_id
+            values[3] = values[3] if values[3] is not None else parent.session_id
+            values[5] = values[5] if values[5] is not None else parent.tenant_id
         agent_name = values[2]
         name = plan.name or agent_name or plan.qualname
         execution_id = _new_execution_id()
@@ -85,7 +107,8 @@ class Call:
         self.span_ctx: otel_context.Context | None = None
         tracing = rt.tracing
         ctx = ExecutionContext(execution_id, name, plan.engine, values[0], values[1], agent_name,
-                               values[3], values[4] or "manual")
+                               values[3], values[4] or "manual", None, None, values[5],
+                               values[6], parent.execution_id if parent is not None else None)
         if tracing is not None:
             try:
                 span = tracing.start(ctx)
@@ -100,6 +123,28 @@ class Call:
         self.ctx = ctx
         self.wall0 = time.time_ns()
         self.t0 = time.perf_counter_ns()
+
+    def _warn(self, message: str) -> None:
+        warned = self.plan.warned
+        if "metadata:merge" not in warned:
+            warned.add("metadata:merge")
+            internal_error(f"@logged_execution on {self.plan.qualname}: {message} (warned once "
+                           "per function)", strict_raise=False)
+
+    def refuse(self, refusal: BudgetExceeded) -> None:
+        """A budget refused the run: record it (status ``refused``) and end its span, as any
+        finish does; the executor never runs."""
+        if self.done:
+            return
+        self.done = True
+        try:
+            error = construct(ErrorInfo, {"type": "BudgetExceeded",
+                                          "message": bounded_text(exception_text(refusal),
+                                                                  MAX_MESSAGE_CHARS)})
+            result = unmeasured_result(False, error=error).model_copy(update={"refused": True})
+            self._emit(None, result, refusal, 0.0)
+        except Exception as err:  # never break the host; strict mode re-raises
+            internal_error("recording a refused execution failed", err)
 
     # Context is attached only while executor code runs, never across a yield.
     def enter(self) -> tuple[Any, Any]:
@@ -223,6 +268,13 @@ class Call:
                 response = redactor.text(bounded_text(result.response, MAX_RESPONSE_CHARS))
                 if response is not result.response:  # both steps return their input when clean
                     update["response"] = response
+        if result.input is not None:  # the prompt: the same policy and masking as the answer
+            if not (to_spans or to_db):
+                update["input"] = None
+            else:
+                text = redactor.text(bounded_text(result.input, MAX_RESPONSE_CHARS))
+                if text is not result.input:
+                    update["input"] = text
         if result.extras and id(result) not in PREBUILT:  # tool arguments live here too
             extras = redactor.json(result.extras)
             if extras is not result.extras:  # the redactor returns its input when clean
@@ -243,6 +295,12 @@ class Call:
             result = result.model_copy(update=update)
         ctx = self.ctx
         started = datetime.fromtimestamp(self.wall0 / 1e9, UTC)
+        labels = self.labels
+        tags = metadata = resumes = None
+        if labels is not None:
+            tags, metadata, resumes = labels
+            if metadata is not None:  # the caller's data: secrets masked like extras
+                metadata = redactor.json(metadata)
         record = construct(ExecutionRecord, {
             "schema_version": SCHEMA_VERSION,
             "execution_id": ctx.execution_id,
@@ -250,12 +308,12 @@ class Call:
             "user_id": ctx.user_id,
             "agent_name": ctx.agent_name,
             "session_id": ctx.session_id,
-            "tenant_id": None,
-            "owner_id": None,
-            "parent_execution_id": None,
-            "resumes_execution_id": None,
-            "tags": None,
-            "metadata": None,
+            "tenant_id": ctx.tenant_id,
+            "owner_id": ctx.owner_id,
+            "parent_execution_id": ctx.parent_execution_id,
+            "resumes_execution_id": resumes,
+            "tags": tags,
+            "metadata": metadata,
             "execution_type": ctx.execution_type,
             "engine": adapter.name if adapter is not None else (plan.engine or "unknown"),
             "name": ctx.name,
@@ -274,11 +332,14 @@ class Call:
                                   started_engine=plan.engine)
             except Exception as err:  # telemetry must not break the host
                 internal_error("span finish failed", err)
-        if result.response is not None and not to_db:
+        if not to_db and (result.response is not None or result.input is not None):
             # The span may show the text; the spool, the stores and custom writers must not.
             record = construct(ExecutionRecord, {
-                **record.__dict__, "result": result.model_copy(update={"response": None})})
+                **record.__dict__,
+                "result": result.model_copy(update={"response": None, "input": None})})
         rt.pipeline.submit(record)
+        if budget_check.ACTIVE:  # this process's own spend counts at once
+            budget_check.count(rt, record)
 
 
 def begin(plan: Plan, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
@@ -295,8 +356,20 @@ def begin(plan: Plan, instance: Any, args: tuple[Any, ...], kwargs: dict[str, An
         internal_error("preparing the execution failed", err)
         return None
     try:
-        return Call(plan, rt, instance, args, kwargs)
+        call = Call(plan, rt, instance, args, kwargs)
     except Exception as err:  # our own bug: the executor still runs, unrecorded, and we say so
         internal_error(f"preparing the record of a call to {plan.qualname} failed; that call "
                        "is not recorded", err)
         return None
+    if plan.budgets is None:
+        return call
+    try:
+        refusal = budget_check.check(rt, plan.budgets, call.ctx, plan.warned)
+    except Exception as err:  # a bug in the check must not stop the run; strict mode raises
+        internal_error(f"checking the budget of a call to {plan.qualname} failed; the run "
+                       "goes ahead unchecked", err)
+        return call
+    if refusal is None:
+        return call
+    call.refuse(refusal)
+    raise refusal  # the caller asked for the limit: the executor does not run

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
+from pydantic import JsonValue
+
+from instrument.labels import bounded_metadata, bounded_tags, merge_metadata, merge_tags
+from instrument.ratelimit import RateLimiter, held_back
 from instrument.record import bounded_key
 
 __all__ = ["AmbientContext", "ExecutionContext", "current_execution", "execution_context"]
@@ -29,6 +33,12 @@ class ExecutionContext:
     execution_type: str = "manual"
     trace_id: str | None = None
     span_id: str | None = None
+    #: Who pays (a tenant, an organization), when named.
+    tenant_id: str | None = None
+    #: Whose agent it is (the per-agent tables' owner), when named.
+    owner_id: str | None = None
+    #: The execution this one was started inside (an orchestrator calling an agent).
+    parent_execution_id: UUID | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,9 +50,21 @@ class AmbientContext:
     agent_name: str | None = None
     session_id: str | None = None
     execution_type: str | None = None
+    tenant_id: str | None = None
+    owner_id: str | None = None
+    tags: tuple[str, ...] | None = None
+    metadata: dict[str, JsonValue] | None = None
 
 
 _log = logging.getLogger(__name__)
+_limiter = RateLimiter(60.0)
+
+
+def _warn(message: str) -> None:
+    """An odd tags/metadata value given to execution_context(): said once a minute."""
+    n = _limiter.admit(message)
+    if n is not None:
+        _log.warning("logged-execution: execution_context(%s)%s", message, held_back(n))
 
 
 def _identity(field: str, value: Any) -> str | None:
@@ -74,24 +96,37 @@ def execution_context(
     agent_name: str | None = None,
     session_id: str | None = None,
     execution_type: str | None = None,
+    tenant_id: str | None = None,
+    owner_id: str | None = None,
+    tags: Sequence[str] | None = None,
+    metadata: Mapping[str, Any] | None = None,
 ) -> Iterator[AmbientContext]:
     """Supply identity from outside (a request handler, a scheduler) to decorated calls within.
 
-    Nested blocks inherit the outer values they do not set. Decorator options win over these.
-    Values are stored as the record stores them: valid text of at most 256 characters (a
-    longer one as a prefix and its hash, see :func:`instrument.record.bounded_key`).
+    Nested blocks inherit the outer values they do not set; `tags` add to the outer block's
+    (a union) and `metadata` is merged into the outer block's (the inner block wins per key).
+    Decorator options win over these (its tags are added, its metadata wins per key).
+    Identity values are stored as the record stores them: valid text of at most 256
+    characters (a longer one as a prefix and its hash, see
+    :func:`instrument.record.bounded_key`); tags and metadata are bounded as
+    :mod:`instrument.labels` says (an odd value is logged and dropped, never raised).
     """
     outer = _AMBIENT.get() or AmbientContext()
-    agent_id, user_id, agent_name, session_id, execution_type = (
+    agent_id, user_id, agent_name, session_id, execution_type, tenant_id, owner_id = (
         _identity(name, value) for name, value in (
             ("agent_id", agent_id), ("user_id", user_id), ("agent_name", agent_name),
-            ("session_id", session_id), ("execution_type", execution_type)))
+            ("session_id", session_id), ("execution_type", execution_type),
+            ("tenant_id", tenant_id), ("owner_id", owner_id)))
     ambient = AmbientContext(
         agent_id=agent_id if agent_id is not None else outer.agent_id,
         user_id=user_id if user_id is not None else outer.user_id,
         agent_name=agent_name if agent_name is not None else outer.agent_name,
         session_id=session_id if session_id is not None else outer.session_id,
         execution_type=execution_type if execution_type is not None else outer.execution_type,
+        tenant_id=tenant_id if tenant_id is not None else outer.tenant_id,
+        owner_id=owner_id if owner_id is not None else outer.owner_id,
+        tags=merge_tags(outer.tags, bounded_tags(tags, _warn)),
+        metadata=merge_metadata(outer.metadata, bounded_metadata(metadata, _warn), _warn),
     )
     token = _AMBIENT.set(ambient)
     try:

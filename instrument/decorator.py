@@ -12,13 +12,15 @@ from __future__ import annotations
 
 import importlib
 import inspect
-from collections.abc import AsyncGenerator, Callable, Generator
+from collections.abc import AsyncGenerator, Callable, Generator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar, overload
+from uuid import UUID
 
 import wrapt
 
 from instrument.adapters.protocol import StreamedItems
 from instrument.binding import FieldSpec
+from instrument.budget import Budget
 from instrument.call import CLOSED as _CLOSED
 from instrument.call import RAISED as _RAISED
 from instrument.call import RETURNED as _RETURNED
@@ -46,6 +48,12 @@ def logged_execution(
     name: str | None = None,
     writers: tuple[str, ...] | list[str] | None = None,
     capture_content: bool | None = None,
+    tenant_id: FieldSpec = None,
+    owner_id: FieldSpec = None,
+    tags: Sequence[str] | FieldSpec = None,
+    metadata: Mapping[str, Any] | FieldSpec = None,
+    budget: Budget | Sequence[Budget] | None = None,
+    resumes: UUID | FieldSpec = None,
 ) -> Callable[[F], F]: ...
 
 
@@ -62,6 +70,12 @@ def logged_execution(
     name: str | None = None,
     writers: tuple[str, ...] | list[str] | None = None,
     capture_content: bool | None = None,
+    tenant_id: FieldSpec = None,
+    owner_id: FieldSpec = None,
+    tags: Sequence[str] | FieldSpec = None,
+    metadata: Mapping[str, Any] | FieldSpec = None,
+    budget: Budget | Sequence[Budget] | None = None,
+    resumes: UUID | FieldSpec = None,
 ) -> Any:
     """Trace and record every call of an executor.
 
@@ -73,12 +87,24 @@ def logged_execution(
     call arguments (``"agent.id"``, ``"request.user_id"``; attribute or key access), callables
     taking the bound-arguments mapping, or literals via :func:`instrument.literal`.
     ``execution_type`` is a literal when given as a plain string (``"scheduled"``).
+    ``tenant_id`` (who pays) and ``owner_id`` (whose agent it is) take the same forms.
+
+    ``tags`` (a sequence of str) and ``metadata`` (a mapping of str to JSON values) are
+    literals, or a dotted path / callable giving them per call; they are added to those of
+    :func:`instrument.execution_context` (its tags are kept, the decorator's metadata wins per
+    key) and bounded (64 tags, 16 KiB of metadata). ``resumes`` names the paused execution
+    this run continues: an execution id (UUID or its text), or a path / callable giving one.
+    ``budget`` is an :class:`instrument.Budget` or a sequence of them, checked before each
+    run: over a limit, the executor does not run and :class:`instrument.BudgetExceeded` is
+    raised (docs/accounting.md, "Budgets"). A call started inside another decorated call
+    records that call's id as its ``parent_execution_id``.
     """
     opts = Options(
         engine=engine, agent_id=agent_id, user_id=user_id, agent_name=agent_name,
         session_id=session_id, execution_type=execution_type, name=name,
         writers=tuple(writers) if writers is not None else None,
-        capture_content=capture_content,
+        capture_content=capture_content, tenant_id=tenant_id, owner_id=owner_id, tags=tags,
+        metadata=metadata, budget=budget, resumes=resumes,
     )
     if func is not None:
         return _decorate(func, opts)

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+from decimal import Decimal
+
 __all__ = [
+    "BudgetExceeded",
     "ConfigurationError",
     "InstrumentError",
     "RecordRejected",
@@ -40,3 +44,37 @@ class RecordRejected(InstrumentError):
     def __init__(self, message: str, *, execution_id: str | None = None) -> None:
         super().__init__(message)
         self.execution_id = execution_id
+
+
+class BudgetExceeded(InstrumentError):
+    """A budget stopped a run before the executor ran (``@logged_execution(budget=...)``).
+
+    The one SDK exception a decorated call raises on purpose: the caller asked for a limit.
+    The run is recorded with status ``refused``. `limit` and `spent` are in the budget's unit
+    (USD as a ``Decimal``, or tokens as an ``int``); `window` is the budget's window (``"day"``,
+    ``"month"`` or a ``timedelta``); `key` is the identity it is counted per (the user id for
+    ``per="user"``). `store_down` is True when the spend could not be read and the budget's
+    ``on_store_down="deny"`` refused the run (then `spent` is the last spend known, or None).
+    """
+
+    def __init__(self, message: str, *, limit: Decimal | int, spent: Decimal | int | None,
+                 window: str | timedelta, key: str, per: str = "user",
+                 store_down: bool = False) -> None:
+        super().__init__(message)
+        self.limit = limit
+        self.spent = spent
+        self.window = window
+        self.key = key
+        self.per = per
+        self.store_down = store_down
+
+    def __reduce__(self) -> tuple[object, ...]:  # picklable across process pools
+        return (_rebuild_budget_exceeded, (str(self), self.limit, self.spent, self.window,
+                                           self.key, self.per, self.store_down))
+
+
+def _rebuild_budget_exceeded(message: str, limit: Decimal | int, spent: Decimal | int | None,
+                             window: str | timedelta, key: str, per: str,
+                             store_down: bool) -> BudgetExceeded:
+    return BudgetExceeded(message, limit=limit, spent=spent, window=window, key=key, per=per,
+                          store_down=store_down)

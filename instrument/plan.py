@@ -11,12 +11,23 @@ import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
+from uuid import UUID
 
+from instrument import budget_check
 from instrument.adapters import registry
 from instrument.adapters.protocol import Adapter, StreamedItems
 from instrument.adapters.registry import UnknownAdapterError, get_adapter
-from instrument.binding import ArgumentPlan, FieldSpec, Literal_, _none, compile_field
+from instrument.binding import (
+    ArgumentPlan,
+    FieldSpec,
+    Literal_,
+    _none,
+    compile_field,
+    compile_value,
+)
+from instrument.budget import Budget, budgets_from
 from instrument.guard import internal_error
+from instrument.labels import bounded_metadata, bounded_tags, execution_uuid
 from instrument.record import ExecutionResult, bounded_key, unmeasured_result
 
 __all__ = ["PREBUILT", "Options", "Plan", "unrecognized"]
@@ -35,14 +46,21 @@ class Options:
     name: str | None = None
     writers: tuple[str, ...] | None = None
     capture_content: bool | None = None
+    tenant_id: FieldSpec = None
+    owner_id: FieldSpec = None
+    tags: object = None
+    metadata: object = None
+    budget: object = None
+    resumes: object = None
 
 
 class Plan:
     """Everything about one decorated function that does not change between calls."""
 
     __slots__ = (
-        "adapter", "by_keys", "by_type", "capture_content", "engine", "fields", "generation",
-        "name", "no_fields", "qualname", "warned", "writers", "writers_checked",
+        "adapter", "budgets", "by_keys", "by_type", "capture_content", "engine", "fields",
+        "generation", "labels", "name", "no_fields", "no_labels", "qualname", "warned",
+        "writers", "writers_checked",
     )
 
     def __init__(self, fn: Callable[..., Any], opts: Options, *, static: bool) -> None:
@@ -78,9 +96,31 @@ class Plan:
             compile_field(args, "agent_name", opts.agent_name),
             compile_field(args, "session_id", opts.session_id),
             compile_field(args, "execution_type", et),
+            compile_field(args, "tenant_id", opts.tenant_id),
+            compile_field(args, "owner_id", opts.owner_id),
         )
         #: nothing to resolve per call (the bare decorator): the call path skips the resolvers
         self.no_fields = all(f is _none for f in self.fields)
+        _check_spec("tags", opts.tags, "a sequence of str", lambda v: isinstance(
+            v, (list, tuple, set, frozenset)))
+        _check_spec("metadata", opts.metadata, "a mapping of str to JSON values",
+                    lambda v: isinstance(v, Mapping))
+        _check_spec("resumes", opts.resumes, "an execution id (UUID)",
+                    lambda v: isinstance(v, UUID))
+        resumes = opts.resumes
+        if isinstance(resumes, UUID) or (isinstance(resumes, str) and _is_uuid(resumes)):
+            resumes = Literal_(str(resumes))  # an execution id itself, not a path
+        #: tags, metadata and the execution resumed: getters of non-text values
+        self.labels = (
+            compile_value(args, "tags", opts.tags, bounded_tags),
+            compile_value(args, "metadata", opts.metadata, bounded_metadata),
+            compile_value(args, "resumes", resumes, execution_uuid),
+        )
+        self.no_labels = all(f is _none for f in self.labels)
+        #: the budgets checked before each run (None: none, the call path skips the check)
+        self.budgets: tuple[Budget, ...] | None = budgets_from(opts.budget, self.qualname)
+        if self.budgets is not None:
+            budget_check.register(self.budgets)
         self.warned: set[str] = set()
         # Auto-detection memo for non-mapping result types (a type's shape does not change);
         # `None` marks a type no adapter understands. Reset when adapters are (un)registered.
@@ -128,6 +168,24 @@ class Plan:
             return registry.match_adapter(result)
         found = self.by_type[tp] = registry.match_adapter(result)
         return found
+
+
+def _check_spec(field: str, spec: object, what: str, is_value: Callable[[object], bool]
+                ) -> None:
+    """A wrong kind of option is a programming error: say so at decoration time."""
+    if spec is None or isinstance(spec, (str, Literal_)) or callable(spec) or is_value(spec):
+        return
+    raise TypeError(f"{field}= must be {what}, a dotted path into the call's arguments, a "
+                    f"callable taking them, or instrument.literal(...); got a "
+                    f"{type(spec).__qualname__}")
+
+
+def _is_uuid(text: str) -> bool:
+    try:
+        UUID(text)
+    except ValueError:
+        return False
+    return True
 
 
 _UNCACHED: Any = object()

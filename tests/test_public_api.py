@@ -8,6 +8,8 @@ import pytest
 
 INSTRUMENT_ALL = [
     "SCHEMA_VERSION",
+    "Budget",
+    "BudgetExceeded",
     "ConfigurationError",
     "ErrorInfo",
     "ExecutionContext",

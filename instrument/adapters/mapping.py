@@ -200,8 +200,12 @@ class MappingAdapter:
         scalars: dict[str, object] = {}
         for key, convert in (
             ("iterations", to_count), ("retries", to_count), ("orchestration_ms", to_ms),
-            ("model", to_str), ("provider", to_str),
+            ("model", to_str), ("provider", to_str), ("request_model", to_str),
+            ("service_tier", to_str), ("paused", to_bool),
             ("response", lambda v: to_str(v, MAX_TEXT, scalars=False)),
+            # the prompt: kept or dropped by the decorator under the content policy, like
+            # the response
+            ("input", lambda v: to_str(v, MAX_TEXT, scalars=False)),
         ):
             value = field(result, key)
             if absent(value):
@@ -210,6 +214,8 @@ class MappingAdapter:
             if coerced is None:
                 notes.add(f"{key}: {type_name(value)} is not valid here; dropped")
             scalars[key] = coerced
+        if scalars.get("paused") is None:  # not a boolean: not paused (the note says why)
+            scalars.pop("paused", None)
 
         return ExecutionResult(
             success=success,
