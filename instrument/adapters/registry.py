@@ -4,9 +4,11 @@ Auto-detection order (first `matches` wins), documented in docs/adapters.md:
 
 1. adapters registered in code with :func:`register_adapter`, most recent first;
 2. third-party adapters from the ``logged_execution.adapters`` entry-point group, by name;
-3. the built-ins, most specific first: ``openai_agents``, ``openai_responses``,
-   ``openai_chat``, ``orchestrator``, ``agentkit``, ``text_stream``, and ``mapping`` last
-   (the fallback).
+3. the built-ins, most specific first (:data:`BUILTIN_ORDER`): the OpenAI engines
+   (``openai_agents``, ``openai_responses``, ``openai_chat``), the provider clients and
+   frameworks (``anthropic``, ``google_genai``, ``google_adk``, ``langgraph``,
+   ``pydantic_ai``, ``crewai``, ``llama_index``, ``strands``), then our own dict shapes
+   (``orchestrator``, ``agentkit``), ``text_stream``, and ``mapping`` last (the fallback).
 """
 
 from __future__ import annotations
@@ -37,6 +39,14 @@ _BUILTINS: dict[str, str] = {
     "openai_agents": "instrument.adapters.openai_agents:ADAPTER",
     "openai_responses": "instrument.adapters.openai_responses:ADAPTER",
     "openai_chat": "instrument.adapters.openai_chat:ADAPTER",
+    "anthropic": "instrument.adapters.anthropic:ADAPTER",
+    "google_genai": "instrument.adapters.google_genai:ADAPTER",
+    "google_adk": "instrument.adapters.google_adk:ADAPTER",
+    "langgraph": "instrument.adapters.langgraph:ADAPTER",
+    "pydantic_ai": "instrument.adapters.pydantic_ai:ADAPTER",
+    "crewai": "instrument.adapters.crewai:ADAPTER",
+    "llama_index": "instrument.adapters.llama_index:ADAPTER",
+    "strands": "instrument.adapters.strands:ADAPTER",
     "orchestrator": "instrument.adapters.orchestrator:ADAPTER",
     "agentkit": "instrument.adapters.agentkit:ADAPTER",
     "text_stream": "instrument.adapters.text_stream:ADAPTER",

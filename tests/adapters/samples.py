@@ -236,7 +236,35 @@ def text_stream_collected() -> object:
 _TEXT_UNMEASURED = {"tokens", "iterations", "retries", "tool_calls", "model", "provider",
                     "memory", "steps", "workflow", "orchestration_ms"}
 
+
+def _crewai_samples() -> list[object]:
+    from tests.engines.test_crewai import rebuild
+
+    unmeasured = {"model", "provider", "retries", "steps", "memory"}
+    return [Sample(rebuild("crew_with_a_failed_tool"), unmeasured=unmeasured),
+            Sample(rebuild("agent_kickoff"), unmeasured=unmeasured),
+            Sample(rebuild("paused_flow"), unmeasured=unmeasured | {"tokens", "tool_calls"})]
+
+
 #: Samples for the engines added in issue 15 (their own modules add more).
 ENGINE_SAMPLES: dict[str, Callable[[], list[object]]] = {
     "text_stream": lambda: [Sample(text_stream_collected(), unmeasured=_TEXT_UNMEASURED)],
+    # real runs of the framework (fake models, offline): the modules' conformance_samples()
+    "langgraph": lambda: [],
+    "pydantic_ai": lambda: [],
+    # the real SDK types (stub answers) and recorded ADK runs: tests/engines/provider_samples.py
+    "anthropic": lambda: _provider_samples("anthropic"),
+    "google_genai": lambda: _provider_samples("google_genai"),
+    "google_adk": lambda: _provider_samples("google_adk"),
+    # LlamaIndex's and Strands' own types (modules' conformance_samples()); CrewAI's results
+    # recorded with its own types in a side environment (tests/engines/test_crewai.py)
+    "llama_index": lambda: [],
+    "strands": lambda: [],
+    "crewai": _crewai_samples,
 }
+
+
+def _provider_samples(name: str) -> list[object]:
+    from tests.engines.provider_samples import provider_samples
+
+    return provider_samples(name)

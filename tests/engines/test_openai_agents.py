@@ -100,7 +100,8 @@ async def test_run_with_a_tool_call_is_normalized_field_by_field() -> None:
     assert res.iterations == 2
     assert res.tokens == usage_of(2)
     assert res.tool_calls == [ToolCall(name="get_weather", call_id="call_1", success=True)]
-    assert (res.model, res.provider) == ("fake-gpt", "fake")
+    # what was asked; a RunResult does not say which model answered
+    assert (res.request_model, res.model, res.provider) == ("fake-gpt", None, "fake")
     assert res.extras["last_agent"] == "Weather"
     assert res.extras["agents"] == ["Weather"]
     assert res.extras["requests"] == 2
@@ -150,7 +151,8 @@ async def test_handoff_is_recorded_with_the_last_agent_and_its_model() -> None:
     assert res.extras["handoffs"] == [{"from": "Triage", "to": "Weather agent"}]
     assert res.extras["last_agent"] == "Weather agent"
     assert res.extras["agents"] == ["Triage", "Weather agent"]
-    assert (res.model, res.provider) == ("fake-gpt", "fake")
+    # what was asked; a RunResult does not say which model answered
+    assert (res.request_model, res.model, res.provider) == ("fake-gpt", None, "fake")
 
 
 async def test_named_model_gives_model_and_provider() -> None:
@@ -158,7 +160,8 @@ async def test_named_model_gives_model_and_provider() -> None:
     result = await Runner.run(Agent(name="Plain", model=FakeModel([[say("hi")]])), "hi")
     result._last_agent = agent  # the adapter reads the agent's model setting
     res = get_adapter("openai_agents").normalize(result)
-    assert (res.model, res.provider) == ("gpt-4o-mini", "openai")
+    # what was asked; a RunResult does not say which model answered
+    assert (res.request_model, res.model, res.provider) == ("gpt-4o-mini", None, "openai")
     agent.model = "litellm/anthropic/claude-3-5-sonnet"
     assert get_adapter("openai_agents").normalize(result).provider == "anthropic"
 
