@@ -17,6 +17,10 @@ a max-iterations limit); ``STREAM_ERROR`` sends an error object after the first 
 small chunks. Tests can also queue exact replies with :meth:`StubServer.enqueue`. Token usage
 is fixed per kind of reply (``TEXT_USAGE``, ``TOOL_USAGE``) so records can be asserted exactly.
 
+The reply names the model the request asked for, as given, unless ``answer_models`` maps it to
+another name: ``StubServer(answer_models={"gpt-4o-mini": "gpt-4o-mini-2025-01-01"})`` answers
+like the real API, with the dated snapshot that served a plain request.
+
 Run it by hand: ``python -m tests.openai_stub`` prints the base URL and serves until Ctrl-C.
 """
 
@@ -27,7 +31,7 @@ import json
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -115,7 +119,10 @@ class _Plan:
 class StubServer:
     """The stub. Use as a context manager; ``base_url`` ends in ``/v1``."""
 
-    def __init__(self, host: str = "127.0.0.1") -> None:
+    def __init__(self, host: str = "127.0.0.1", *,
+                 answer_models: Mapping[str, str] | None = None) -> None:
+        #: requested model -> the model the reply says answered (others: as requested)
+        self.answer_models: dict[str, str] = dict(answer_models or {})
         self._queue: deque[tuple[str, _Plan]] = deque()
         self._lock = threading.Lock()
         #: (path, parsed JSON body) of every request, in arrival order.
@@ -238,6 +245,9 @@ class _Handler(BaseHTTPRequestHandler):
         stub = self.server_stub
         path = self.path.split("?", 1)[0].rstrip("/")
         stub._record(path, body)
+        answered = stub.answer_models.get(str(body.get("model")))
+        if answered is not None:  # the reply names what answered; the record keeps the request
+            body = {**body, "model": answered}
         if path.endswith("/chat/completions"):
             plan = stub.plan_chat(body)
             if body.get("stream"):

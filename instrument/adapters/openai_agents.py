@@ -20,7 +20,11 @@ output, total, cached input, reasoning) with the per-request breakdown in
 with an output succeeded, unless the output is the SDK's default tool-failure message), the
 handoffs (extras), iterations (the number of model responses), and the model and provider of
 the last agent when its ``model`` names them (a run that relies on the SDK default or a
-``RunConfig`` model reports ``None``, "not measured").
+``RunConfig`` model reports ``None``, "not measured"). That configured model is what was
+asked (``request_model``); what answered (``model``) is the ``Response.model`` of the last
+model response when the run's raw events carry it (yielded stream events), else ``None``
+(not measured): a ``RunResult``'s ``ModelResponse`` does not say which model answered, and
+the configured name is not an answer (prices fall back to it; see docs/accounting.md).
 
 Failures the SDK raises from ``Runner.run`` (``MaxTurnsExceeded``,
 ``InputGuardrailTripwireTriggered``, ``OutputGuardrailTripwireTriggered``, model errors) are
@@ -146,7 +150,8 @@ def _from_result(result: Any) -> ExecutionResult:
         tokens=_usage(usage, raw_responses),
         iterations=len(raw_responses),
         tool_calls=tool_calls,
-        model=model,
+        model=None,  # a ModelResponse does not say which model answered: unmeasured
+        request_model=model,
         provider=provider,
         response=response,
         extras=extras,
@@ -381,6 +386,7 @@ def _from_events(events: StreamedItems) -> ExecutionResult:
         iterations=len(responses) if raw_seen else None,  # raw events filtered out: unknown
         tool_calls=tool_calls,
         model=models[-1] if models else model,
+        request_model=model,
         provider=provider,
         response=last_message,
         extras=extras,

@@ -15,7 +15,9 @@ Understands three shapes an executor can hand over:
   ``ChatStreamWrapper``, OpenInference's wrapt proxy): the record is finished after the
   wrapper's own span ends.
 
-The record has: model (as the API reported it), provider ``"openai"``, token usage (input,
+The record has: model (what answered, as the API reported it: often a dated snapshot such as
+``gpt-4o-mini-2025-01-01`` for a request of ``gpt-4o-mini``; a completion does not echo the
+model asked for, so ``request_model`` stays ``None``), provider ``"openai"``, token usage (input,
 output, total, cached input, reasoning), the tool calls the model asked for (function name and
 call id; ``success`` is ``None`` because the API does not run them), one iteration (one model
 request), the response text (kept only when content capture is on) and, in extras, the

@@ -17,6 +17,10 @@ Tool calls: ``function_call`` / ``custom_tool_call`` items (name and call id; ``
 interpreter, image generation, MCP, shell...), whose status gives ``success``. A response whose
 status is ``failed`` or ``cancelled``, or a stream that ended on an ``error`` event, is a failed
 execution with the API's error code as the error type.
+
+Models: ``model`` is what answered (``Response.model``, often a dated snapshot such as
+``gpt-4.1-mini-2025-04-14``). A response echoes its request's settings but not the model that
+was asked for, so ``request_model`` stays ``None`` ("not measured"), never the answered name.
 """
 
 from __future__ import annotations

@@ -3,6 +3,8 @@ the content policy for spans, and the semantic-convention names."""
 
 from __future__ import annotations
 
+from instrument.tracing.drops import dropped_spans
+from instrument.tracing.providers import use_app_meter_provider
 from instrument.tracing.spans import Tracing
 
-__all__ = ["Tracing"]
+__all__ = ["Tracing", "dropped_spans", "use_app_meter_provider"]

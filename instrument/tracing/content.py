@@ -5,14 +5,17 @@ Only used when content capture is on for spans (``INSTRUMENT_CAPTURE_CONTENT=tru
 
 - Response text -> ``gen_ai.output.messages``:
   ``[{"role": "assistant", "parts": [{"type": "text", "content": "..."}]}]``.
+- Input (prompt) text -> ``gen_ai.input.messages``:
+  ``[{"role": "user", "parts": [{"type": "text", "content": "..."}]}]``.
 - Tool-call arguments, when an adapter put them in ``result.extras["tool_arguments"]`` (a list
   aligned with ``result.tool_calls``, or a mapping keyed by ``call_id``) ->
   ``gen_ai.tool.call.arguments`` on the ``execute_tool`` span.
 
-The record arrives masked: the decorator cuts the response text and masks it, and masks the
-extras (where tool arguments live), once, before any sink sees them (``instrument.call``). So
-masking is not repeated here, except for what the record could not mask: arguments given as a
-JSON *string* are parsed here, and their keys (``"cookie": ...``) are masked then. Strings are
+The record arrives masked: the decorator cuts the response and input text and masks them, and
+masks the extras (where tool arguments live), once, before any sink sees them
+(``instrument.call``). So masking is not repeated here, except for what the record could not
+mask: arguments given as a JSON *string* are parsed here, and their keys (``"cookie": ...``)
+are masked then. Strings are
 shortened (with a marker) until the encoded JSON fits the limit, so the SDK's raw attribute
 truncation never cuts a document in half.
 """
@@ -46,6 +49,12 @@ class ContentEncoder:
         return self._fit(lambda t: [{"role": "assistant",
                                      "parts": [{"type": "text", "content": t}]}],
                          result.response)  # masked by the decorator already
+
+    def input_messages(self, result: ExecutionResult) -> str | None:
+        if result.input is None:
+            return None
+        return self._fit(lambda t: [{"role": "user", "parts": [{"type": "text", "content": t}]}],
+                         result.input)  # masked by the decorator already
 
     def tool_arguments(self, result: ExecutionResult, call: ToolCall) -> str | None:
         args = _arguments_for(result, call)

@@ -17,7 +17,9 @@ with ``gen_ai/previous`` (or ``gen_ai/dup``) the previous ``gen_ai.client.token.
   callable the runtime hands down (it reads the *live* pipeline, so the instruments, registered
   once per MeterProvider, follow ``configure()``): ``queue.depth``, ``spool.size`` (records),
   ``spool.usage`` (bytes), ``retries``, ``dropped``, ``quarantined`` (cumulative counters of the
-  current pipeline) and ``write.latency`` (s, most recent store write).
+  current pipeline) and ``write.latency`` (s, most recent store write);
+- ``instrument.spans.dropped``: spans a full batch-processor queue dropped in this process
+  (:mod:`instrument.tracing.drops`).
 
 Bucket boundaries are the conventions' own. Attributes stay low-cardinality: agent, workflow
 and tool names, never user, session or execution ids.
@@ -37,7 +39,9 @@ from opentelemetry.metrics import CallbackOptions, Observation
 from opentelemetry.util.types import AttributeValue
 
 from instrument.record import ExecutionRecord
+from instrument.tracing import drops
 from instrument.tracing import semconv as sc
+from instrument.tracing.fields import asked_model
 
 __all__ = ["ExecutionMetrics", "PipelineHealth", "PipelineStatsSource"]
 
@@ -160,11 +164,12 @@ class ExecutionMetrics:
             agent[sc.AGENT_NAME] = record.agent_name
         if operation == sc.OP_INVOKE_WORKFLOW:
             attrs[sc.WORKFLOW_NAME] = record.name
-        else:
+        else:  # an agent, or the entry-point agent of a turn
             attrs.update(agent)
-            request_model = result.extras.get("request_model") if result.extras else None
-            if isinstance(request_model, str):
-                attrs[sc.REQUEST_MODEL] = request_model
+            if operation == sc.OP_INVOKE_AGENT:  # never on turns and workflows
+                request_model = asked_model(result)
+                if request_model is not None:
+                    attrs[sc.REQUEST_MODEL] = request_model
         if error_type is not None:
             attrs[sc.ERROR_TYPE] = error_type
         invocation.record(record.duration_ms / 1000, attrs)
@@ -222,6 +227,10 @@ def _stat(observed: _Observed, name: str, scale: float = 1.0
     return callback
 
 
+def _dropped_spans(options: CallbackOptions) -> Iterable[Observation]:
+    return [Observation(drops.dropped_spans())]
+
+
 def _register_pipeline_observables(provider: metrics.MeterProvider, meter: metrics.Meter,
                                    source: PipelineStatsSource | None) -> None:
     """Register the observables once per provider; a later non-None `source` replaces the
@@ -257,6 +266,10 @@ def _register_pipeline_observables(provider: metrics.MeterProvider, meter: metri
     meter.create_observable_counter(
         sc.METRIC_PIPELINE_QUARANTINED, [_stat(observed, "quarantined")], unit="{record}",
         description="Records the store rejected, set aside for inspection.")
+    meter.create_observable_counter(
+        sc.METRIC_SPANS_DROPPED, [_dropped_spans], unit="{span}",
+        description="Spans a full batch span processor queue dropped in this process (ours "
+                    "or the application's provider).")
     meter.create_observable_gauge(
         sc.METRIC_PIPELINE_WRITE_LATENCY,
         [_stat(observed, "last_write_latency_ms", 0.001)],

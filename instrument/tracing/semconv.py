@@ -29,6 +29,7 @@ CONVERSATION_ID: Final = "gen_ai.conversation.id"
 INVOCATION_IS_NESTED: Final = "gen_ai.invocation.is_nested"
 USAGE_INPUT_TOKENS: Final = "gen_ai.usage.input_tokens"
 USAGE_OUTPUT_TOKENS: Final = "gen_ai.usage.output_tokens"
+INPUT_MESSAGES: Final = "gen_ai.input.messages"
 OUTPUT_MESSAGES: Final = "gen_ai.output.messages"
 TOOL_NAME: Final = "gen_ai.tool.name"
 TOOL_CALL_ID: Final = "gen_ai.tool.call.id"
@@ -44,6 +45,8 @@ EXCEPTION_STACKTRACE: Final = "exception.stacktrace"
 OP_INVOKE_AGENT: Final = "invoke_agent"
 OP_INVOKE_WORKFLOW: Final = "invoke_workflow"
 OP_EXECUTE_TOOL: Final = "execute_tool"
+#: One turn of a framework runner that steers the control flow (``Runner.run``); spans.yaml
+OP_HANDLE_CONVERSATION_TURN: Final = "handle_conversation_turn"
 ERROR_OTHER: Final = "_OTHER"
 
 #: The span event for an exception that ended an invocation (events.yaml).
@@ -55,6 +58,8 @@ PREV_AGENT_ID: Final = "gen_ai.agent.id"
 #: on the invocation span before; now only on inference spans (changelog.d/469)
 PREV_USAGE_CACHE_READ_INPUT_TOKENS: Final = "gen_ai.usage.cache_read.input_tokens"
 PREV_USAGE_REASONING_OUTPUT_TOKENS: Final = "gen_ai.usage.reasoning.output_tokens"
+#: renamed gen_ai.usage.cache_write.input_tokens (changelog.d/440)
+PREV_USAGE_CACHE_CREATION_INPUT_TOKENS: Final = "gen_ai.usage.cache_creation.input_tokens"
 PREV_TOKEN_TYPE: Final = "gen_ai.token.type"  # noqa: S105 (a name, not a secret)
 PREV_EVENT_EXCEPTION: Final = "exception"
 PREV_EXCEPTION_ESCAPED: Final = "exception.escaped"
@@ -79,6 +84,15 @@ TOOL_ARGUMENTS_UNTIMED: Final = "instrument.tool_calls.arguments"
 USAGE_CACHE_READ_INPUT_TOKENS: Final = "instrument.usage.cache_read.input_tokens"
 USAGE_CACHE_WRITE_INPUT_TOKENS: Final = "instrument.usage.cache_write.input_tokens"
 USAGE_REASONING_OUTPUT_TOKENS: Final = "instrument.usage.reasoning.output_tokens"
+TENANT_ID: Final = "instrument.tenant_id"
+OWNER_ID: Final = "instrument.owner_id"
+PARENT_EXECUTION_ID: Final = "instrument.parent_execution_id"
+RESUMES_EXECUTION_ID: Final = "instrument.resumes_execution_id"
+TAGS: Final = "instrument.tags"
+#: ``instrument.metadata.<key>``: one attribute per top-level key of the record's metadata
+METADATA_PREFIX: Final = "instrument.metadata."
+#: the registry's ``openai.response.service_tier`` is for OpenAI inference spans only
+SERVICE_TIER: Final = "instrument.service_tier"
 
 # -- metrics -----------------------------------------------------------------------------------
 METRIC_INVOCATION_DURATION: Final = "gen_ai.invocation.duration"
@@ -95,6 +109,7 @@ METRIC_PIPELINE_RETRIES: Final = "instrument.pipeline.retries"
 METRIC_PIPELINE_DROPPED: Final = "instrument.pipeline.dropped"
 METRIC_PIPELINE_QUARANTINED: Final = "instrument.pipeline.quarantined"
 METRIC_PIPELINE_WRITE_LATENCY: Final = "instrument.pipeline.write.latency"
+METRIC_SPANS_DROPPED: Final = "instrument.spans.dropped"
 
 # Explicit bucket boundaries, as docs/gen-ai/gen-ai-metrics.md specifies them at the commit above.
 INVOCATION_DURATION_BUCKETS: Final[tuple[float, ...]] = (

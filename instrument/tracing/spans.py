@@ -3,10 +3,19 @@
 The decorator calls :meth:`Tracing.start` before the executor runs (identity and the
 sampling-relevant attributes are known then) and :meth:`Tracing.finish` with the finished
 record; both calls are guarded by the caller. The span is the conventions'
-``gen_ai.invocation.internal`` type (kind INTERNAL): ``invoke_agent {gen_ai.agent.name}``
-(``invoke_agent`` when the application named no agent), or ``invoke_workflow
-{gen_ai.workflow.name}`` for the ``orchestrator`` engine (renamed at finish when the engine was
-auto-detected). Tool calls that carry timings become ``execute_tool {gen_ai.tool.name}``
+``gen_ai.invocation.internal`` type (kind INTERNAL), and its operation (:func:`operation`):
+
+- ``invoke_workflow {gen_ai.workflow.name}`` for the ``orchestrator`` engine;
+- ``handle_conversation_turn {gen_ai.agent.name}`` for a framework runner's entry point
+  (:data:`TURN_ENGINES`: one ``Runner.run`` of the OpenAI Agents SDK, one ADK ``Runner`` run),
+  where the framework steers the control flow and hands off between agents, unless it runs
+  inside another execution of ours (the conventions never put a turn inside a turn, and the
+  outer execution's operation is not known before it ends): then it is ``invoke_agent``;
+- else ``invoke_agent {gen_ai.agent.name}`` (``invoke_agent`` when the application named no
+  agent).
+
+When the engine is auto-detected from the result, the operation and name are settled when the
+execution ends. Tool calls that carry timings become ``execute_tool {gen_ai.tool.name}``
 children with their real start and end times. Which names are emitted (current, previous, or
 both) is :class:`~instrument.tracing.semconv.Conventions`. Span ending and metric recording
 never do I/O: exporters run in the SDK's background threads.
@@ -36,30 +45,48 @@ from opentelemetry.util.types import AttributeValue
 from instrument.context import ExecutionContext, current_execution
 from instrument.record import ExecutionRecord, ExecutionResult, ToolCall, exception_text
 from instrument.redact import Redactor
+from instrument.tracing import drops
 from instrument.tracing import semconv as sc
 from instrument.tracing.content import ContentEncoder
+from instrument.tracing.fields import asked_model, put_record_fields
 from instrument.tracing.metrics import ExecutionMetrics, PipelineStatsSource
 from instrument.tracing.otel_env import OtelConfig
-from instrument.tracing.providers import Telemetry, build_telemetry
+from instrument.tracing.providers import Telemetry, build_telemetry, metrics_provider_for
 
-__all__ = ["Tracing"]
+__all__ = ["TURN_ENGINES", "WORKFLOW_ENGINES", "Tracing", "operation"]
 
-_WORKFLOW_ENGINES = frozenset({"orchestrator"})
+#: Engines whose executions are workflows: the application defines the control flow.
+WORKFLOW_ENGINES: frozenset[str] = frozenset({"orchestrator"})
+#: Engines whose results come from a framework runner's entry point, where the framework
+#: steers the control flow (handoffs between agents): the conventions'
+#: ``handle_conversation_turn``. Other framework engines (LangGraph, CrewAI, LlamaIndex...)
+#: cannot tell a swarm or a hierarchical crew from a single agent by their result.
+TURN_ENGINES: frozenset[str] = frozenset({"openai_agents", "google_adk"})
 #: characters kept from each end of a long stack trace (a huge exception message is in it)
 _STACK_KEEP = 16_384
 _SCOPE = "logged-execution"
+#: the exception a budget check raises for a refused execution (instrument.BudgetExceeded)
+_REFUSED_ERROR = "BudgetExceeded"
 
 
-def _operation(engine: str | None) -> str:
-    return sc.OP_INVOKE_WORKFLOW if engine in _WORKFLOW_ENGINES else sc.OP_INVOKE_AGENT
+def operation(engine: str | None, *, nested: bool = False,
+              conventions: sc.Conventions = sc.CURRENT) -> str:
+    """``gen_ai.operation.name`` of an execution of `engine` (None: not known yet)."""
+    if engine in WORKFLOW_ENGINES:
+        return sc.OP_INVOKE_WORKFLOW
+    if engine in TURN_ENGINES and not nested and conventions.current:
+        return sc.OP_HANDLE_CONVERSATION_TURN
+    return sc.OP_INVOKE_AGENT
 
 
 class Tracing:
     """Builds one span (plus tool children) and one set of metric points per execution.
 
-    ``Tracing()`` uses the global providers (handy with ``instrument.testing.capture``);
-    tests pass an SDK ``TracerProvider`` with an ``InMemorySpanExporter`` and a
-    ``MeterProvider`` with an ``InMemoryMetricReader``. :meth:`from_config` is what
+    ``Tracing()`` uses the global tracer provider (handy with ``instrument.testing.capture``)
+    and records metrics only on a meter provider it is given (or on the global one after
+    :func:`~instrument.tracing.providers.use_app_meter_provider`); tests pass an SDK
+    ``TracerProvider`` with an ``InMemorySpanExporter`` and a ``MeterProvider`` with an
+    ``InMemoryMetricReader``. :meth:`from_config` is what
     ``configure()`` uses. `pipeline_stats` feeds the pipeline-health observables (see
     :mod:`instrument.tracing.metrics`); without it they observe nothing. `conventions` chooses
     the current GenAI names, the previous ones, or both (``OTEL_SEMCONV_STABILITY_OPT_IN``).
@@ -84,8 +111,9 @@ class Tracing:
         #: propagation still carry a trace id, at a fraction of the cost.
         self.record_spans = record_spans
         self.conventions = conventions
-        self.metrics = ExecutionMetrics(meter_provider or metrics.get_meter_provider(),
+        self.metrics = ExecutionMetrics(metrics_provider_for(meter_provider),
                                         pipeline_stats, conventions)
+        drops.install()
         self.redactor = redactor or Redactor()
         #: the encoder, for records whose content may go on spans; `content` is the default
         #: policy, which a decorator's `capture_content=` overrides per call (see finish)
@@ -133,7 +161,7 @@ class Tracing:
         if not self.record_spans:
             return _unrecorded_span()
         conv = self.conventions
-        op = _operation(ctx.engine)
+        op = operation(ctx.engine, nested=nested, conventions=conv)
         attrs: dict[str, AttributeValue] = {
             sc.OPERATION_NAME: op,
             sc.EXECUTION_ID: str(ctx.execution_id),
@@ -157,12 +185,19 @@ class Tracing:
             attrs[sc.CONVERSATION_ID] = ctx.session_id
         if ctx.user_id is not None:
             attrs[sc.USER_ID] = ctx.user_id
+        # Known before the executor runs once the decorator resolves them (samplers may use
+        # them); read softly: an ExecutionContext without these fields has none to give.
+        for key, field in _STARTED_IDENTITY:
+            value = getattr(ctx, field, None)
+            if value is not None:
+                attrs[key] = value if isinstance(value, str) else str(value)
         return self.tracer.start_span(self._span_name(op, ctx.name, ctx.agent_name),
                                       kind=SpanKind.INTERNAL, attributes=attrs)
 
     def _span_name(self, op: str, name: str, agent_name: str | None) -> str:
-        """``{op} {workflow.name}``, else ``{op} {agent.name}``, else ``{op}``; the previous
-        names alone fall back to the operation name (function qualname) for agents too."""
+        """``{op} {workflow.name}``, else ``{op} {agent.name}`` (the entry-point agent of a
+        turn), else ``{op}``; the previous names alone fall back to the operation name
+        (function qualname) for agents too."""
         if op == sc.OP_INVOKE_WORKFLOW:
             return f"{op} {name}"
         if agent_name is not None:
@@ -175,18 +210,23 @@ class Tracing:
         content policy for this call (a decorator's ``capture_content=``); `started_engine`
         is the engine of the context :meth:`start` was given (its attribute is not set twice)."""
         encoder = self.content if content is None else (self._encoder if content else None)
-        op = _operation(record.engine)
+        conv = self.conventions
         result = record.result
         error_type = _error_type(result, exc)
         nested = self._nested.pop(span, False) if self._nested else False
+        op = operation(record.engine, nested=nested, conventions=conv)
         self.metrics.record(record, op, nested=nested, error_type=error_type)
         if not span.is_recording():
             span.end()
             return
         attrs = self._attributes(record, op, known_engine=started_engine, encoder=encoder)
-        if op == sc.OP_INVOKE_WORKFLOW:  # the engine was auto-detected: name follows it
-            span.update_name(f"{op} {record.name}")
-            attrs[sc.WORKFLOW_NAME] = record.name
+        put_record_fields(attrs, record, getattr(span, "attributes", None))
+        if op != operation(started_engine, nested=nested, conventions=conv):
+            # the engine was auto-detected: the operation and the name follow it
+            span.update_name(self._span_name(op, record.name, record.agent_name))
+            attrs[sc.OPERATION_NAME] = op
+            if op == sc.OP_INVOKE_WORKFLOW:
+                attrs[sc.WORKFLOW_NAME] = record.name
         if error_type is not None:
             attrs[sc.ERROR_TYPE] = error_type
             # The record's message is cut and masked already (once, by the decorator).
@@ -221,18 +261,16 @@ class Tracing:
         result = record.result
         extras = result.extras
         attrs: dict[str, AttributeValue] = {sc.STATUS: record.status}
-        if op == sc.OP_INVOKE_WORKFLOW:
-            attrs[sc.OPERATION_NAME] = op
         if record.engine != known_engine:
             attrs[sc.ENGINE] = record.engine
         if result.provider is not None:
             attrs[sc.PROVIDER_NAME] = result.provider
         model = result.model
-        request_model = extras.get("request_model") if extras else None
-        # request = what was asked, response = what answered. The record's `model` is what
-        # answered; what was asked is known only when an adapter reports it. The conventions
-        # keep gen_ai.request.model off workflow invocations.
-        if isinstance(request_model, str) and (op == sc.OP_INVOKE_AGENT or not conv.current):
+        request_model = asked_model(result)
+        # request = what was asked, response = what answered: each only when known, never one
+        # standing in for the other. The conventions keep gen_ai.request.model off workflows
+        # and turns (a turn may hand off between agents with different models).
+        if request_model is not None and (op == sc.OP_INVOKE_AGENT or not conv.current):
             attrs[sc.REQUEST_MODEL] = request_model
         elif model is not None and not conv.current:
             attrs[sc.REQUEST_MODEL] = model  # the previous behaviour
@@ -244,11 +282,12 @@ class Tracing:
             _put(attrs, sc.USAGE_OUTPUT_TOKENS, tokens.output_tokens)
             if conv.current:  # the breakdown belongs on inference spans: ours, namespaced
                 _put(attrs, sc.USAGE_CACHE_READ_INPUT_TOKENS, tokens.cached_input_tokens)
-                _put(attrs, sc.USAGE_CACHE_WRITE_INPUT_TOKENS,
-                     getattr(tokens, "cache_write_input_tokens", None))
+                _put(attrs, sc.USAGE_CACHE_WRITE_INPUT_TOKENS, tokens.cache_write_input_tokens)
                 _put(attrs, sc.USAGE_REASONING_OUTPUT_TOKENS, tokens.reasoning_tokens)
             if conv.previous:
                 _put(attrs, sc.PREV_USAGE_CACHE_READ_INPUT_TOKENS, tokens.cached_input_tokens)
+                _put(attrs, sc.PREV_USAGE_CACHE_CREATION_INPUT_TOKENS,
+                     tokens.cache_write_input_tokens)
                 _put(attrs, sc.PREV_USAGE_REASONING_OUTPUT_TOKENS, tokens.reasoning_tokens)
         if result.iterations is not None:
             attrs[sc.ITERATIONS] = result.iterations
@@ -263,6 +302,7 @@ class Tracing:
             if isinstance(score, (int, float)) and not isinstance(score, bool):
                 attrs[sc.INTENSITY_SCORE] = float(score)
         if encoder is not None:
+            _put(attrs, sc.INPUT_MESSAGES, encoder.input_messages(result))
             _put(attrs, sc.OUTPUT_MESSAGES, encoder.output_messages(result))
             untimed = [c for c in result.tool_calls or () if _window(c) is None]
             _put(attrs, sc.TOOL_ARGUMENTS_UNTIMED, encoder.tool_arguments_list(result, untimed))
@@ -331,16 +371,22 @@ class Tracing:
 
 
 def _error_type(result: ExecutionResult, exc: BaseException | None) -> str | None:
-    """``error.type`` of a failed execution (None for a success): the exception's class name,
-    else the engine's error code, else ``_OTHER``."""
+    """``error.type`` of a failed or refused execution (None for a success, and for a paused
+    one, which is waiting, not failing): the exception's class name, else the engine's error
+    code, else ``BudgetExceeded`` for a refusal, else ``_OTHER``."""
     if exc is not None:
         return type(exc).__qualname__ or sc.ERROR_OTHER
+    if result.refused:
+        return result.error.type if result.error is not None else _REFUSED_ERROR
     if result.success:
         return None
     return (result.error.type or sc.ERROR_OTHER) if result.error is not None else sc.ERROR_OTHER
 
 
 _ids = RandomIdGenerator()
+#: (attribute, ExecutionContext field) set at start when the context carries them
+_STARTED_IDENTITY = ((sc.TENANT_ID, "tenant_id"), (sc.OWNER_ID, "owner_id"),
+                     (sc.PARENT_EXECUTION_ID, "parent_execution_id"))
 
 
 def _unrecorded_span() -> Span:

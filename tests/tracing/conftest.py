@@ -35,7 +35,8 @@ class Otel:
     def spans(self) -> list[ReadableSpan]:
         return list(self.exporter.get_finished_spans())
 
-    def span(self, name_prefix: str = "invoke_") -> ReadableSpan:
+    def span(self, name_prefix: str | tuple[str, ...] = ("invoke_", "handle_conversation_turn")
+             ) -> ReadableSpan:
         found = [s for s in self.spans() if s.name.startswith(name_prefix)]
         assert len(found) == 1, [s.name for s in self.spans()]
         return found[0]

@@ -7,6 +7,7 @@ or Jaeger would, and keeps what arrived so tests can look for spans, attributes 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from concurrent import futures
 from dataclasses import dataclass, field
@@ -70,6 +71,9 @@ class OtlpReceiver:
     _http: ThreadingHTTPServer | None = None
     grpc_port: int = 0
     http_port: int = 0
+    #: seconds each export waits before it is answered: a collector with latency, which
+    #: bounds how fast a (sequential) batch span processor can drain its queue
+    delay_s: float = 0.0
 
     def __post_init__(self) -> None:
         self._cond = threading.Condition(self._lock)
@@ -172,6 +176,7 @@ class _TraceServicer(trace_service_pb2_grpc.TraceServiceServicer):
         self.rx = rx
 
     def Export(self, request: Any, context: grpc.ServicerContext) -> Any:
+        time.sleep(self.rx.delay_s)
         self.rx._got_traces("grpc", request, _grpc_headers(context))
         return trace_service_pb2.ExportTraceServiceResponse()
 
@@ -198,6 +203,7 @@ class _HttpHandler(BaseHTTPRequestHandler):
             import gzip
 
             body = gzip.decompress(body)
+        time.sleep(self.rx.delay_s)
         if self.path == "/v1/traces":
             self.rx._got_traces("http", trace_service_pb2.ExportTraceServiceRequest.FromString(
                 body), headers)

@@ -294,7 +294,7 @@ async def test_openai_agents_run(otel: Otel) -> None:
     agent = _agent([[call("lookup", {"city": "Oslo"}, "call_1")], [say("Sunny.")]])
     with otel.capture():
         await run_agent(agent, "Weather in Oslo?")
-    attrs = assert_ok(otel.span(), "invoke_agent Weather", "openai_agents")
+    attrs = assert_ok(otel.span(), "handle_conversation_turn Weather", "openai_agents")
     inp, out, cached, reasoning = TURN_USAGE
     assert _usage_attrs(attrs) == (2 * inp, 2 * out, 2 * cached, 2 * reasoning)
     assert attrs["instrument.tool_call_count"] == 1
@@ -325,7 +325,7 @@ async def test_openai_agents_streamed_span_ends_with_the_stream(otel: Otel) -> N
         assert otel.spans() == []  # returned, but still running: no span yet
         events = [e async for e in streamed.stream_events()]
     assert events
-    attrs = assert_ok(otel.span(), "invoke_agent Streamer", "openai_agents")
+    attrs = assert_ok(otel.span(), "handle_conversation_turn Streamer", "openai_agents")
     assert attrs["gen_ai.usage.input_tokens"] == TURN_USAGE[0]
 
 
@@ -341,5 +341,6 @@ async def test_async_generator_of_agent_events(otel: Otel) -> None:
     with otel.capture():
         seen = [e async for e in events()]
     assert seen
-    attrs = assert_ok(otel.span(), "invoke_agent EventGen", "openai_agents")
+    attrs = assert_ok(otel.span(), "handle_conversation_turn EventGen",
+                      "openai_agents")
     assert attrs["instrument.engine"] == "openai_agents"

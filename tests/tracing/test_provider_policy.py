@@ -50,9 +50,12 @@ def test_the_applications_global_providers_are_used_and_left_running(tmp_path: P
         names = {s.name: s for s in app_spans.get_finished_spans()}
         assert set(names) == {"invoke_agent AppAgent", "inner"}, names
         assert names["inner"].parent.span_id == names["invoke_agent AppAgent"].context.span_id
-        metric_names = {m.name for rm in reader.get_metrics_data().resource_metrics
-                        for sm in rm.scope_metrics for m in sm.metrics}
-        assert "gen_ai.invocation.duration" in metric_names, metric_names
+        # ... but not its meter provider: our metrics go there only when the app opts in
+        data = reader.get_metrics_data()
+        ours = {m.name for rm in (data.resource_metrics if data else ())
+                for sm in rm.scope_metrics if sm.scope.name == "logged-execution"
+                for m in sm.metrics}
+        assert ours == set(), ours
 
         assert instrument.shutdown(5)
         # we did not shut the application's provider down: it still exports
@@ -113,3 +116,57 @@ def test_otel_sdk_disabled_keeps_records_but_makes_no_spans(tmp_path: Path) -> N
         print("OK")
     """, tmp_path, OTEL_SDK_DISABLED="true", OTEL_TRACES_EXPORTER="console")
     assert out.strip() == "OK"
+
+
+def test_our_metrics_reach_the_applications_meter_provider_only_when_it_opts_in(
+        tmp_path: Path) -> None:
+    out = _run("""
+        from instrument.tracing import use_app_meter_provider
+        reader = InMemoryMetricReader()
+        metrics.set_meter_provider(MeterProvider(metric_readers=[reader]))
+
+        def ours():
+            data = reader.get_metrics_data()
+            return {m.name for rm in (data.resource_metrics if data else ())
+                    for sm in rm.scope_metrics if sm.scope.name == "logged-execution"
+                    for m in sm.metrics}
+
+        instrument.configure(database_url=DB)
+        assert runtime.peek().tracing.metrics.enabled is False  # nothing recorded, no cost
+        run("NotAsked")
+        assert ours() == set()
+
+        use_app_meter_provider()
+        instrument.configure(database_url=DB)
+        run("Asked")
+        assert "gen_ai.invocation.duration" in ours(), ours()
+        tel = runtime.peek().tracing.telemetry
+        assert tel.meter_provider is metrics.get_meter_provider()
+        assert tel.owned_meter_provider is None  # the application's, left running
+        assert instrument.shutdown(5)
+        print("OK")
+    """, tmp_path)
+    assert "OK" in out
+
+
+def test_with_an_app_meter_provider_our_own_exporter_still_gets_our_metrics(
+        tmp_path: Path) -> None:
+    """The application has a global MeterProvider (Logfire's, say) and OTEL_METRICS_EXPORTER
+    asks for ours: we build our own, private one; the application's sees nothing of ours."""
+    out = _run("""
+        reader = InMemoryMetricReader()
+        app_mp = MeterProvider(metric_readers=[reader])
+        metrics.set_meter_provider(app_mp)
+        instrument.configure(database_url=DB)
+        tel = runtime.peek().tracing.telemetry
+        assert tel.owned_meter_provider is not None
+        assert tel.meter_provider is tel.owned_meter_provider
+        run("Own")
+        data = reader.get_metrics_data()
+        assert not [sm for rm in (data.resource_metrics if data else ())
+                    for sm in rm.scope_metrics if sm.scope.name == "logged-execution"]
+        assert instrument.shutdown(5)
+        print("OK")
+    """, tmp_path, OTEL_METRICS_EXPORTER="console")
+    assert "OK" in out
+    assert "gen_ai.invocation.duration" in out  # the console exporter of our own provider
