@@ -1,4 +1,5 @@
-"""The ``instrument`` command: demo, stats, tail, doctor, migrate, schema, replay.
+"""The ``instrument`` command: demo, stats, tail, show, doctor, migrate, schema, replay,
+prune.
 
 Exit codes scripts can rely on: 0 ok, 1 a problem was found (database unreachable, schema
 missing, doctor findings, records left in the spool), 2 usage or configuration error (bad

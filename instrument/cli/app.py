@@ -10,7 +10,9 @@ from instrument.cli.common import EXIT_OK, EXIT_PROBLEM, EXIT_USAGE, CliError, f
 from instrument.cli.demo import demo
 from instrument.cli.doctor import doctor
 from instrument.cli.ops import migrate, replay, schema
+from instrument.cli.prune import prune
 from instrument.cli.query import stats, tail
+from instrument.cli.show import show_execution
 from instrument.errors import ConfigurationError, InstrumentError
 
 __all__ = ["cli", "main"]
@@ -27,7 +29,7 @@ def cli() -> None:
     """
 
 
-for _command in (demo, stats, tail, doctor, migrate, schema, replay):
+for _command in (demo, stats, tail, show_execution, doctor, migrate, schema, replay, prune):
     cli.add_command(_command)
 
 

@@ -24,6 +24,7 @@ from instrument.stores import (
     Store,
     mask_url,
     open_store,
+    url_problem,
 )
 from instrument.stores.migrations import (
     missing_objects_postgres,
@@ -117,15 +118,9 @@ def settings_for(database_url: str | None) -> Settings:
     except ConfigurationError as exc:
         raise CliError(first_line(exc), EXIT_USAGE) from None
     url = settings.database_url
-    if url.startswith("sqlite://") and not url.startswith("sqlite:///") \
-            and url != "sqlite://:memory:":
-        source = "--database-url" if database_url else "INSTRUMENT_DATABASE_URL"
-        given = url[len("sqlite://"):]
-        raise CliError(
-            f"{source} {url!r} has two slashes after 'sqlite:'; a SQLite URL has three: "
-            f"'sqlite:///{given}' (relative to the current directory: "
-            f"{os.path.abspath(given)}), or four before an absolute path: "
-            f"'sqlite:///{os.path.abspath(given)}'", EXIT_USAGE)
+    problem = url_problem(url, "--database-url" if database_url else "INSTRUMENT_DATABASE_URL")
+    if problem is not None:
+        raise CliError(problem, EXIT_USAGE)
     path = sqlite_file(url)
     if path is not None and str(path) != url[len("sqlite:///"):]:
         settings = dataclasses.replace(settings, database_url=f"sqlite:///{path}")

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import suppress
 from typing import Any
 
 import click
+from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from instrument.cli.common import (
     EXIT_OK,
     EXIT_PROBLEM,
+    EXIT_USAGE,
     CliError,
     console,
     database_url_option,
@@ -30,8 +32,10 @@ from instrument.config import Settings, spool_dir_for
 from instrument.pipeline import replay as replay_spool
 from instrument.pipeline import requeue_quarantined
 from instrument.pipeline.spool import backlog
+from instrument.runtime import pricer_for
 from instrument.stores import open_store
-from instrument.stores.migrations import expected_version
+from instrument.stores.grants import RolesReport
+from instrument.stores.migrations import expected_version, migrate_postgres_report
 
 __all__ = ["migrate", "replay", "schema"]
 
@@ -46,19 +50,37 @@ def _migrations() -> Any:
 
 @click.command()
 @database_url_option
-def migrate(database_url: str | None) -> int:
-    """Create the schema, or upgrade it to this SDK's version. Safe to run again."""
+@click.option("--supabase/--no-supabase", "supabase", default=None,
+              help="PostgreSQL: create Supabase's roles (anon, authenticated, service_role) and "
+              "auth schema where missing and keep their grants and policies, or leave none "
+              "(plain PostgreSQL). [default: Supabase mode only where the three roles exist]")
+@click.option("--grant", "grant", metavar="ROLE", multiple=True,
+              help="PostgreSQL: give this application role what the SDK needs (its tables, "
+              "sequences, functions and a row-level security policy); remembered and "
+              "re-applied by later migrations. Repeatable.")
+def migrate(database_url: str | None, supabase: bool | None, grant: tuple[str, ...]) -> int:
+    """Create the schema, or upgrade it to this SDK's version. Safe to run again.
+
+    On PostgreSQL that is not Supabase, nothing cluster-wide is created: run it as the
+    database's owner and give the application's role access with --grant ROLE.
+    """
     settings = settings_for(database_url)
     path = sqlite_file(settings.database_url)
     created = path is not None and not path.is_file()
     with open_store_for(settings) as store:
         admin = schema_admin(store)
+        if (supabase is not None or grant) and store.dialect != "postgres":
+            raise CliError(f"--supabase, --no-supabase and --grant apply to PostgreSQL "
+                           f"databases; {store.display_url} is {store.dialect}", EXIT_USAGE)
         before = store_call(store, admin.schema_version)
         # what a hand edit removed from a current schema, to say what migrate repaired
         current = expected_version("sqlite" if store.dialect == "sqlite" else "postgres")
         lacking = (missing_objects(store, settings.database_url) or []
                    if before == current else [])
-        after = store_call(store, admin.migrate)
+        report = (store_call(store, lambda: _migrate_postgres(settings.database_url, supabase,
+                                                              grant))
+                  if store.dialect == "postgres" else None)
+        after = report.version if report is not None else store_call(store, admin.migrate)
         still = missing_objects(store, settings.database_url) or []
         url = store.display_url
     out = console()
@@ -74,10 +96,33 @@ def migrate(database_url: str | None) -> int:
     elif before == after:
         out.print(f"Schema already at v{after} in {url}, every table, view and function "
                   "present; nothing to do.")
+    if report is not None:
+        _say_roles(out, report)
     if still:
         raise CliError(f"after migrating, {url} still lacks {', '.join(still)}; check that "
                        "this database role may create tables, views and functions")
     return EXIT_OK
+
+
+def _migrate_postgres(url: str, supabase: bool | None, grant: Sequence[str]) -> RolesReport:
+    import psycopg  # late: psycopg is the optional `postgres` extra, present for this URL
+
+    with psycopg.connect(url, connect_timeout=10) as conn:
+        return migrate_postgres_report(conn, supabase=supabase, grant=grant)
+
+
+def _say_roles(out: Console, report: RolesReport) -> None:
+    if report.supabase:
+        made = f" (created {', '.join(report.created)})" if report.created else ""
+        out.print(f"Supabase mode{made}: anon, authenticated and service_role get the grants "
+                  "and row-level security policies of docs/writers-and-schema.md.",
+                  markup=False)
+    else:
+        out.print("Plain PostgreSQL: no Supabase role or auth schema created or kept (pass "
+                  "--supabase to create them).", markup=False)
+    if report.granted:
+        out.print(f"Granted {', '.join(report.granted)} the SDK's tables, sequences and "
+                  "functions (applied again by every migrate).", markup=False)
 
 
 @click.command()
@@ -136,7 +181,8 @@ def replay(database_url: str | None, requeue: bool) -> int:
         try:
             result = replay_spool(store, spool_dir=spool_dir, writers=settings.writers,
                                   custom_writers=settings.custom_writers,
-                                  batch_size=settings.batch_size, progress=progress)
+                                  batch_size=settings.batch_size, progress=progress,
+                                  pricer=pricer_for(settings))
         except Exception as exc:  # the spool's and the store's errors: one line, exit 1
             raise CliError(f"replay stopped: {first_line(exc)}; fix it (see `instrument "
                            "doctor`), then run `instrument replay` again") from None
@@ -167,7 +213,8 @@ def _requeue(settings: Settings) -> int:
     try:
         result = requeue_quarantined(store, spool_dir=spool_dir, writers=settings.writers,
                                      custom_writers=settings.custom_writers,
-                                     batch_size=settings.batch_size)
+                                     batch_size=settings.batch_size,
+                                     pricer=pricer_for(settings))
     except Exception as exc:  # the quarantine file's and the store's errors: one line, exit 1
         raise CliError(f"requeue stopped: {first_line(exc)}; the quarantine is unchanged "
                        "or put back; fix it (see `instrument doctor`) and run again") from None

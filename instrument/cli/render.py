@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from datetime import datetime
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from rich.text import Text
@@ -22,6 +23,8 @@ __all__ = [
     "fmt",
     "logs_table",
     "stats_rows_table",
+    "tags",
+    "usd",
 ]
 
 _DASH = "–"
@@ -53,7 +56,8 @@ def _short_id(value: Any) -> str:
 
 def _status(value: Any) -> Text:
     text = fmt(value)
-    style = {"completed": "green", "failed": "red"}.get(text.split()[0] if text else "", "")
+    style = {"completed": "green", "failed": "red", "paused": "yellow",
+             "refused": "magenta"}.get(text.split()[0] if text else "", "")
     return Text(text, style=style)
 
 
@@ -76,8 +80,33 @@ _EXECUTION_COLS = (
     Col("started"), Col("execution", priority=4), Col("agent", wrap=12),
     Col("user", priority=6, wrap=8), Col("engine", priority=5, wrap=8),
     Col("type", priority=7, wrap=6), Col("status"), Col("ms", right=True, priority=3),
-    Col("tokens", right=True, priority=2), Col("error", priority=1, wrap=16),
+    Col("tokens", right=True, priority=2), Col("cost $", right=True, priority=8),
+    Col("tags", priority=9, wrap=12), Col("error", priority=1, wrap=16),
 )
+
+
+def usd(value: Any, digits: int = 6) -> str:
+    """A cost: exact decimal places (no float rounding on the way), "–" when unpriced."""
+    if value is None or value == "":
+        return _DASH
+    try:
+        amount = Decimal(str(value))
+    except InvalidOperation:
+        return str(value)
+    return f"{amount.quantize(Decimal(1).scaleb(-digits)):,}"
+
+
+def tags(value: Any) -> str:
+    """Tags as stored (a JSON array, or its text in SQLite) joined by commas; "–" for none."""
+    if isinstance(value, str):
+        text = value
+        try:
+            value = json.loads(text)
+        except ValueError:
+            return text
+    if not value:
+        return _DASH
+    return ",".join(str(t) for t in value) if isinstance(value, list) else str(value)
 
 
 def executions_table(rows: Sequence[Mapping[str, Any]], title: str = "agent_executions") -> Grid:
@@ -93,6 +122,8 @@ def executions_table(rows: Sequence[Mapping[str, Any]], title: str = "agent_exec
             _status(pick(r, "status")),
             fmt(pick(r, "execution_duration_ms", "duration_ms"), digits=0),
             fmt(pick(r, "total_tokens")),
+            usd(r.get("cost_usd")),
+            tags(r.get("tags")),
             _error(r),
         )
     return grid

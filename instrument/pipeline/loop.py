@@ -9,6 +9,11 @@ the spool, and in between delivers what finished processes left (their segments,
 The thread never dies: an exception in a cycle (a full disk while acknowledging, a bug) is
 logged (rate limited) and the cycle is retried after a backoff, starting with the batch that was
 in flight (whatever of it was delivered is not delivered again by this process).
+
+At exit (:meth:`DeliveryLoop._flush_for_exit`, what ``shutdown()`` waits with) the worker is
+not waited for once the store has failed twice in a row while every pending record is in the
+spool: they are safe there, and a script with its database down exits at once with one line
+saying where they are, instead of retrying until the exit budget runs out.
 """
 
 from __future__ import annotations
@@ -37,6 +42,9 @@ _log = logging.getLogger(__name__)
 
 _SCHEMA_RETRY_S = 30.0
 _LOUD_EVERY_S = 60.0
+#: consecutive failed attempts at exit after which spooled records are left for the next start
+#: (two: one blip retried at once, then the store is taken to be down)
+EXIT_FAILURES = 2
 
 
 class RateLimitedLog:
@@ -95,7 +103,17 @@ class DeliveryLoop:
     _backlog_text: Callable[[], str]
     _ack_failed: Callable[[OSError], None]
     _spool_suspect: bool
+    _thread: threading.Thread
+    _dropped_unreported: int
+    _drain_intake: Callable[[], None]
     stats: Callable[[], PipelineStats]
+    #: set by :meth:`_flush_for_exit`: failures are counted, not logged, and reported once
+    #: (class defaults: the pipeline's ``_init_state`` does not know them)
+    _closing: bool = False
+    _exit_failures: int = 0
+    #: why the last attempt failed (None after a success), for the line said at exit
+    _last_failure: BaseException | None = None
+    _left_reported: bool = False
 
     def _run(self) -> None:
         """The worker: supervised cycles until shutdown; then the pipeline's cleanup."""
@@ -246,6 +264,13 @@ class DeliveryLoop:
                 self._retries += 1
                 if self._writer is not None:
                     self._mem_limit = min(self.queue_size, self.batch_size)
+                self._last_failure = p.cause
+                if self._closing:  # at exit: counted, reported once in the exit line
+                    self._breaker.failure()
+                    with self._cv:
+                        self._exit_failures += 1
+                        self._cv.notify_all()
+                    continue
                 if isinstance(p.cause, SchemaMismatch):
                     delay = self._breaker.failure(min_delay_s=_SCHEMA_RETRY_S)
                     self._loud.log(logging.ERROR, "schema", "logged-execution: %s: %s. Run "
@@ -263,7 +288,60 @@ class DeliveryLoop:
                 continue
             self._breaker.success()
             self._mem_limit = self.queue_size
+            self._exit_failures = 0
+            self._last_failure = None
             return
 
     def _is_flushing(self) -> bool:
         return self._flushing > 0
+
+    # -- exit -------------------------------------------------------------------------------
+    def _flush_for_exit(self, timeout_s: float) -> bool:
+        """``shutdown()``'s flush: like ``flush()``, but it stops waiting as soon as the store
+        has failed :data:`EXIT_FAILURES` times in a row while every pending record is in the
+        spool (none held in memory only). A slow store that has not failed is waited for until
+        `timeout_s` (leaving its records behind would lose them on a machine that is thrown
+        away); records held in memory only are always waited for.
+        """
+        deadline = time.monotonic() + max(0.0, timeout_s)
+        with self._cv:
+            self._closing = True
+            self._exit_failures = 0
+        self._drain_intake()  # deferred mode: what the caller submitted goes to disk now
+        with self._lock:
+            target = self._submitted
+        with self._cv:
+            self._flushing += 1
+        try:
+            self._probe.set()
+            self._kick.set()
+            with self._cv:
+                while self._done + self._lost < target and self._thread.is_alive():
+                    left = deadline - time.monotonic()
+                    if left <= 0 or (self._exit_failures >= EXIT_FAILURES
+                                     and self._mem_only == 0):
+                        break
+                    self._cv.wait(min(left, 0.5))
+                ok = self._done + self._lost >= target
+        finally:
+            with self._cv:
+                self._flushing -= 1
+        dropped, self._dropped_unreported = self._dropped_unreported, 0
+        return ok and dropped == 0
+
+    def _report_left_in_spool(self, spooled: int) -> None:
+        """Say once, in one line, that `spooled` records stay in the spool, where, and why."""
+        if self._left_reported or spooled <= 0:
+            return
+        self._left_reported = True
+        cause = self._last_failure
+        why = (f"{type(cause).__name__}: {_first_line(cause)}" if cause is not None
+               else "the store did not answer in time")
+        _log.warning("logged-execution: %d records not yet written to %s stay in the spool %s "
+                     "and are written on the next start, or by `instrument replay` (%s)",
+                     spooled, self._store.display_url, self.spool_dir, why)
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    return lines[0] if lines else type(exc).__name__

@@ -2,7 +2,8 @@
 
 :func:`open_store` takes plain values (no settings object). The protocols: :class:`Store`
 (ingest, what the pipeline needs) and the optional :class:`SchemaAdmin`,
-:class:`ExecutionQueries` and :class:`AISConfigSource`, which every built-in store implements.
+:class:`ExecutionQueries`, :class:`AISConfigSource` and :class:`BudgetSource`, which every
+built-in store implements.
 """
 
 from __future__ import annotations
@@ -11,22 +12,32 @@ from instrument.errors import ConfigurationError
 from instrument.stores.base import (
     AISConfigSource,
     ApplyResult,
+    BudgetSource,
     ExecutionFilter,
     ExecutionQueries,
+    Reservation,
     SchemaAdmin,
+    Spend,
     Store,
 )
+from instrument.stores.unusable import UnusableStore
+from instrument.stores.urls import url_problem
 from instrument.urls import mask_url
 
 __all__ = [
     "AISConfigSource",
     "ApplyResult",
+    "BudgetSource",
     "ExecutionFilter",
     "ExecutionQueries",
+    "Reservation",
     "SchemaAdmin",
+    "Spend",
     "Store",
+    "UnusableStore",
     "mask_url",
     "open_store",
+    "url_problem",
 ]
 
 
@@ -65,9 +76,6 @@ def open_store(url: str, *, keep_content: bool = False, supabase_url: str | None
         return SupabaseStore(url=project_url(url, supabase_url), key=supabase_key,
                              capture_content=keep_content, connect_timeout_s=connect_timeout_s,
                              timeout_s=statement_timeout_s + network_timeout_s)
-    scheme = url.split(":", 1)[0] if ":" in url else url
+    problem = url_problem(url) or f"cannot open a store for {mask_url(url)!r}"
     raise ConfigurationError(
-        f"unsupported database URL scheme {scheme!r} in {mask_url(url)!r}; use "
-        "'sqlite:///path.db', 'postgresql://user@host:5432/db' or 'supabase' "
-        "(set INSTRUMENT_DATABASE_URL or pass configure(database_url=...))"
-    )
+        f"{problem} (set INSTRUMENT_DATABASE_URL or pass configure(database_url=...))")

