@@ -9,7 +9,8 @@ every span and (ours) written every row: every thread of the process counts, the
 the delivery worker's included. Variants run interleaved, round by round, in a shuffled order.
 The sink counts the spans it received, so a variant that drops spans under load shows it.
 
-Peers run when they are importable by ``--python`` (an interpreter whose environment has them).
+Peers run when they are importable by one of the ``--python`` interpreters (comma-separated:
+Traceloop pins older OpenTelemetry packages and wants an environment of its own).
 """
 
 from __future__ import annotations
@@ -231,11 +232,17 @@ def _importable(python: str, module: str) -> bool:
 def run(*, rounds: int, calls: int, python: str | None = None) -> dict[str, list[float]]:
     from benchmarks.report import table
 
-    peer_python = python or sys.executable
+    pythons = python.split(",") if python else [sys.executable]
     variants = ["raw", "raw5", "ours", "ours_agentkit", "ours_rows"]
     missing = []
+    where: dict[str, str] = {}
     for peer, module in _PEER_MODULES.items():
-        (variants if _importable(peer_python, module) else missing).append(peer)
+        found = next((p for p in pythons if _importable(p, module)), None)
+        if found is None:
+            missing.append(peer)
+        else:
+            variants.append(peer)
+            where[peer] = found
     tmp = Path(tempfile.mkdtemp(prefix="instrument-e2e-"))
     port_file = tmp / "port"
     sink = subprocess.Popen([sys.executable, "-m", "benchmarks.e2e", "--sink", str(port_file)],
@@ -257,7 +264,7 @@ def run(*, rounds: int, calls: int, python: str | None = None) -> dict[str, list
             for v in order:
                 db = tmp / f"{v}-{r}.db"
                 _get(f"{endpoint}/count?reset")
-                exe = peer_python if v in _PEER_MODULES else sys.executable
+                exe = where.get(v, sys.executable)
                 proc = subprocess.run(
                     [exe, "-m", "benchmarks.e2e", "--variant", v, "--calls", str(calls),
                      "--endpoint", endpoint, "--db", str(db)],
@@ -284,7 +291,7 @@ def run(*, rounds: int, calls: int, python: str | None = None) -> dict[str, list
           ["variant", "CPU / execution", "x raw span (min–max)", "spans received (worst)"],
           rows)
     if missing:
-        print(f"not installed for {peer_python}: {', '.join(missing)}")
+        print(f"not installed for {', '.join(pythons)}: {', '.join(missing)}")
     return cpu
 
 

@@ -155,7 +155,7 @@ def test_fastapi_route_logs_both_executors_identically(run_agent_app: Any, pg_ur
     ledger = _rows(pg_url, "select execution_id, writer from instrument_ledger")
     for execution_id in ids:
         writers = sorted(r["writer"] for r in ledger if r["execution_id"] == execution_id)
-        assert writers == ["executions", "intensity", "logs", "stats"], execution_id
+        assert writers == ["executions", "intensity", "logs", "stats", "usage_ledger"], execution_id
     logs = _rows(pg_url, "select * from agent_logs")
     assert sorted(r["execution_id"] for r in logs) == sorted(ids)
     stats = {r["agent_id"]: r for r in _rows(pg_url, "select * from agent_stats")}

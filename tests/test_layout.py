@@ -34,11 +34,14 @@ LAYERS: dict[str, tuple[int, str]] = {
     "instrument.writers": (0, "leaf"),
     "instrument.urls": (0, "leaf"),
     "instrument.ratelimit": (0, "leaf"),
+    "instrument.labels": (0, "leaf"),
+    "instrument.budget": (0, "leaf"),
     # settings, the guard, redaction, pure scoring, the engine adapters
     "instrument.config": (1, "config"),
     "instrument.guard": (1, "config"),
     "instrument.redact": (1, "redact"),
     "instrument.ais": (1, "ais"),
+    "instrument.pricing": (1, "pricing"),
     "instrument.adapters": (1, "adapters"),
     # the subsystems the composition root wires together
     "instrument.tracing": (2, "tracing"),
@@ -50,6 +53,8 @@ LAYERS: dict[str, tuple[int, str]] = {
     "instrument.plan": (4, "call path"),
     "instrument.call": (4, "call path"),
     "instrument.decorator": (4, "call path"),
+    "instrument.budget_check": (4, "call path"),
+    "instrument.budget_ledger": (4, "call path"),
     # the top: nothing below imports these
     "instrument": (5, "top"),
     "instrument.cli": (5, "top"),
