@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -95,8 +96,9 @@ ENV_VARS: tuple[EnvVar, ...] = (
     EnvVar("INSTRUMENT_PRICES", None,
            "Path to a JSON file of your own prices, `{model: {\"input_mtok\": USD, "
            "\"cache_read_mtok\": USD, \"cache_write_mtok\": USD, \"output_mtok\": USD}}` "
-           "(USD per million tokens; a missing cache key costs `input_mtok`). They win over "
-           "genai-prices for the models they name."),
+           "(USD per million tokens; a missing cache key costs `input_mtok`), or "
+           "`table:NAME`, a table of those columns (plus `model`, optional `version`) in your "
+           "database. They win over genai-prices for the models they name."),
     EnvVar("OTEL_SERVICE_NAME", None, "service.name of the resource (else `unknown_service`)."),
     EnvVar("OTEL_RESOURCE_ATTRIBUTES", None, "Extra resource attributes, `k=v,k2=v2`."),
     EnvVar("OTEL_SDK_DISABLED", "false", "Disable spans and metrics (database writes continue)."),
@@ -189,6 +191,9 @@ class Settings:
     #: the user's price table as given (validated by :mod:`instrument.pricing` when the
     #: runtime is built); ``None``: genai-prices alone
     prices: Mapping[str, Any] | None = field(default=None, repr=False)
+    #: a table of prices in the user's own database (``prices="table:model_prices"``), read
+    #: by the delivery worker and re-read every few minutes; None: no such table
+    prices_table: str | None = None
     environ: Mapping[str, str] = field(default_factory=dict, repr=False)
 
     @property
@@ -230,9 +235,28 @@ def _content_policy(value: bool | str | None, environ: Mapping[str, str]) -> Con
 PricesArg = Mapping[str, Any] | str | os.PathLike[str] | None
 
 
+_TABLE_PREFIX = "table:"
+_TABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}(\.[A-Za-z_][A-Za-z0-9_]{0,62})?$")
+
+
+def _prices_table(value: PricesArg, environ: Mapping[str, str]) -> str | None:
+    """``table:NAME`` (argument or INSTRUMENT_PRICES): a price table in the user's database."""
+    raw = value if value is not None else env("INSTRUMENT_PRICES", environ)
+    if not isinstance(raw, str) or not raw.startswith(_TABLE_PREFIX):
+        return None
+    name = raw[len(_TABLE_PREFIX):].strip()
+    if not _TABLE_NAME.match(name):
+        raise ConfigurationError(
+            f"prices={raw!r}: {name!r} is not a table name; write table:model_prices or "
+            "table:billing.model_prices (letters, digits and underscores)")
+    return name
+
+
 def _prices(value: PricesArg, environ: Mapping[str, str]) -> Mapping[str, Any] | None:
     """The user's price table: a mapping as given, or a JSON file (argument or
     INSTRUMENT_PRICES) read now, so a typo fails at configure() and not in the worker."""
+    if _prices_table(value, environ) is not None:
+        return None  # a table in the database: the delivery worker reads it
     if isinstance(value, Mapping):
         return dict(value)
     if value is not None and not isinstance(value, (str, os.PathLike)):
@@ -377,6 +401,7 @@ def resolve_settings(
         supabase_url=env("SUPABASE_URL", environ),
         supabase_key=env("SUPABASE_SERVICE_ROLE_KEY", environ) or env("SUPABASE_KEY", environ),
         prices=_prices(prices, environ),
+        prices_table=_prices_table(prices, environ),
         environ=environ,
     )
 
@@ -393,8 +418,10 @@ def describe(settings: Settings) -> dict[str, Any]:
         "spool_mode": settings.spool_mode,
         "strict": settings.strict,
         "disabled": settings.disabled,
-        "prices": ("genai-prices" if settings.prices is None else
-                   f"your table ({len(settings.prices)} models), then genai-prices"),
+        "prices": ((f"table {settings.prices_table} in the database, then "
+                    if settings.prices_table else "")
+                   + ("genai-prices" if settings.prices is None else
+                      f"your table ({len(settings.prices)} models), then genai-prices")),
     }
 
 

@@ -42,6 +42,7 @@ if TYPE_CHECKING:
     from genai_prices.types import ModelInfo, Provider
 
 __all__ = [
+    "DB_SOURCE",
     "PRICE_KEYS",
     "USER_SOURCE",
     "ModelRate",
@@ -59,6 +60,15 @@ PRICE_KEYS: Final = ("input_mtok", "cache_read_mtok", "cache_write_mtok", "outpu
 _REQUIRED: Final = ("input_mtok", "output_mtok")
 #: ``price_source`` of a cost computed from the user's table.
 USER_SOURCE: Final = "user"
+#: price_source of a price from the table in the user's database (plus `` v<version>``)
+DB_SOURCE: Final = "user table"
+#: how often the database table is read again, and retried after a failed read
+DB_REFRESH_S: Final = 300.0
+DB_RETRY_S: Final = 30.0
+
+
+def _version_key(v: str) -> tuple[int, int | str]:
+    return (0, int(v)) if v.isdigit() else (1, v)
 _MTOK: Final = Decimal(1_000_000)
 #: OpenTelemetry GenAI provider names genai-prices does not resolve by itself.
 _PROVIDER_ALIASES: Final[Mapping[str, str]] = {
@@ -204,10 +214,16 @@ class Pricer:
     """
 
     def __init__(self, table: PriceTable | Mapping[str, Any] | None = None, *,
-                 use_genai_prices: bool = True) -> None:
+                 use_genai_prices: bool = True, db_table: str | None = None) -> None:
         self.table = table if isinstance(table, PriceTable) or table is None else (
             PriceTable.parse(table))
         self.use_genai_prices = use_genai_prices
+        #: a price table in the user's database (after the in-code table, before
+        #: genai-prices); the delivery worker reads it with :meth:`load_rows`
+        self.db_table = db_table
+        self._db: PriceTable | None = None
+        self._db_source = DB_SOURCE
+        self._db_due = 0.0  # monotonic time of the next read
         self._listeners: tuple[PriceListener, ...] = ()
         self._settle_listeners: tuple[Callable[[list[ExecutionRecord]], object], ...] = ()
         self._lock = threading.Lock()
@@ -216,6 +232,47 @@ class Pricer:
         self._memo: dict[tuple[str | None, str], _Found] = {}
         self._loud = RateLimiter(60.0)
         self._unknown = RateLimiter(3600.0)
+
+    # -- the table in the user's database ------------------------------------------------------
+    def db_due(self, now: float) -> bool:
+        """Whether the database table should be (re)read now."""
+        return self.db_table is not None and now >= self._db_due
+
+    def load_rows(self, rows: list[dict[str, Any]], now: float) -> None:
+        """Install the rows of the database table (``model``, the price columns, an optional
+        ``version``). A bad table keeps the last good one and says what to fix; rows whose
+        price columns are all empty are skipped. Never raises."""
+        self._db_due = now + DB_REFRESH_S
+        try:
+            raw: dict[str, dict[str, Any]] = {}
+            versions = []
+            for row in rows:
+                model = row.get("model")
+                prices = {k: row[k] for k in PRICE_KEYS if row.get(k) is not None}
+                if isinstance(model, str) and prices:
+                    raw[model] = prices
+                if row.get("version") is not None:
+                    versions.append(str(row["version"]))
+            table = PriceTable.parse(raw)
+        except Exception as exc:  # the user's data: keep the last good table, say why
+            self._complain(f"the price table {self.db_table}", exc)
+            return
+        self._db = table
+        self._db_source = (f"{DB_SOURCE} v{max(versions, key=_version_key)}" if versions
+                           else DB_SOURCE)
+
+    def db_failed(self, exc: Exception, now: float) -> None:
+        """Reading the database table failed: keep the last one, try again in a while."""
+        self._db_due = now + DB_RETRY_S
+        n = self._loud.admit("db table")
+        if n is not None:
+            _log.warning("logged-execution: reading the price table %s failed (%s: %s); "
+                         "records are priced %s until it can be read (retried every %.0f s). "
+                         "Create it with columns model, input_mtok, cache_read_mtok, "
+                         "cache_write_mtok, output_mtok (and optionally version).%s",
+                         self.db_table, type(exc).__name__, exc,
+                         "with its last rows" if self._db is not None else "without it",
+                         DB_RETRY_S, held_back(n))
 
     # -- listeners ----------------------------------------------------------------------------
     def add_listener(self, fn: PriceListener) -> None:
@@ -293,6 +350,12 @@ class Pricer:
                     rate = self.table.rate(model)
                     if rate is not None:
                         return rate.cost(tokens), USER_SOURCE
+            db = self._db
+            if db is not None:
+                for model in models:
+                    rate = db.rate(model)
+                    if rate is not None:
+                        return rate.cost(tokens), self._db_source
             if self.use_genai_prices:
                 return self._genai_price(record, tokens, models)
         except Exception as exc:  # contradicting counts, a bug in price data: unpriced

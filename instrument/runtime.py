@@ -67,7 +67,7 @@ _unrecorded = 0
 def pricer_for(settings: Settings) -> Pricer:
     """The pricer `settings` ask for: their price table, then genai-prices' bundled data.
     Raises :class:`ConfigurationError` on a bad table (the model and key to fix)."""
-    return Pricer(settings.prices)
+    return Pricer(settings.prices, db_table=settings.prices_table)
 
 
 def build(settings: Settings, *, defer_bad_url: bool = False) -> Runtime:

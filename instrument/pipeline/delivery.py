@@ -27,6 +27,7 @@ from instrument.pipeline.spool import Entry
 from instrument.pricing import Pricer
 from instrument.record import ExecutionRecord
 from instrument.stores.base import Store
+from instrument.stores.lookups import price_rows
 from instrument.writers import Writer
 
 __all__ = ["Deliverer", "Partial", "ReplayReport", "replay"]
@@ -68,6 +69,7 @@ class Deliverer:
                 stop: threading.Event | None = None) -> None:
         """Deliver all `entries` in order; raises :class:`Partial` on a non-record failure."""
         if self.pricer is not None:
+            self._load_prices(self.pricer)
             self._price(entries, self.pricer)
         done = 0
         todo = [(0, len(entries))]
@@ -102,6 +104,19 @@ class Deliverer:
             self._quarantine_or_retry([e for e in chunk if e.record is None], None, done)
             done = hi
             on_done(chunk)
+
+    def _load_prices(self, pricer: Pricer) -> None:
+        """(Re)read the price table in the user's database when it is due (every few minutes,
+        in this worker thread): a failed read keeps the last table and is retried later."""
+        now = time.monotonic()
+        if not pricer.db_due(now):
+            return
+        try:
+            rows = price_rows(self.store, pricer.db_table or "")
+        except Exception as exc:  # a missing table, a dead store: priced without it meanwhile
+            pricer.db_failed(exc, now)
+            return
+        pricer.load_rows(rows, now)
 
     @staticmethod
     def _price(entries: list[Entry], pricer: Pricer) -> None:

@@ -21,7 +21,7 @@ from typing import Any
 from instrument.errors import ConfigurationError
 from instrument.stores.base import Store
 
-__all__ = ["execution_rows", "id_bounds", "ledger_rows", "log_rows"]
+__all__ = ["execution_rows", "id_bounds", "ledger_rows", "log_rows", "price_rows"]
 
 _HEX = re.compile(r"^[0-9a-f]{1,32}$")
 #: PostgREST returns at most this many rows per request by default: read pages of it
@@ -110,3 +110,18 @@ def ledger_rows(store: Store, first: date | None = None, end: date | None = None
     where = f" where {' and '.join(clauses)}" if clauses else ""
     return list(read(f"select * from {table}{where} order by day, tenant_id, user_id, "
                      "agent_id", tuple(params)))
+
+
+_TABLE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}(\.[A-Za-z_][A-Za-z0-9_]{0,62})?$")
+
+
+def price_rows(store: Store, table: str) -> list[dict[str, Any]]:
+    """Every row of the user's price table (``prices="table:NAME"``): ``model``, the price
+    columns and an optional ``version``. `table` is an identifier (checked again here)."""
+    if not _TABLE.match(table):
+        raise ValueError(f"{table!r} is not a table name")
+    dialect, read = _reader(store, "read a price table")
+    if dialect == "supabase":
+        name = table.rsplit(".", 1)[-1]
+        return list(read(lambda c: c.table(name).select("*")).data or [])
+    return list(read(f"select * from {table}"))
