@@ -58,7 +58,12 @@ def _migrations() -> Any:
               help="PostgreSQL: give this application role what the SDK needs (its tables, "
               "sequences, functions and a row-level security policy); remembered and "
               "re-applied by later migrations. Repeatable.")
-def migrate(database_url: str | None, supabase: bool | None, grant: tuple[str, ...]) -> int:
+@click.option("--partition-by-month", "partition", is_flag=True,
+              help="PostgreSQL: convert agent_executions and agent_logs to monthly range "
+              "partitions (rows kept), so prune drops a month with one statement; later "
+              "migrations keep 3 months of partitions ahead. One-way; see docs/cli.md.")
+def migrate(database_url: str | None, supabase: bool | None, grant: tuple[str, ...],
+            partition: bool = False) -> int:
     """Create the schema, or upgrade it to this SDK's version. Safe to run again.
 
     On PostgreSQL that is not Supabase, nothing cluster-wide is created: run it as the
@@ -72,13 +77,18 @@ def migrate(database_url: str | None, supabase: bool | None, grant: tuple[str, .
         if (supabase is not None or grant) and store.dialect != "postgres":
             raise CliError(f"--supabase, --no-supabase and --grant apply to PostgreSQL "
                            f"databases; {store.display_url} is {store.dialect}", EXIT_USAGE)
+        if partition and store.dialect != "postgres":
+            raise CliError(f"--partition-by-month applies to PostgreSQL databases; "
+                           f"{store.display_url} is {store.dialect} (on Supabase, pass the "
+                           "project's postgresql:// connection string as --database-url)",
+                           EXIT_USAGE)
         before = store_call(store, admin.schema_version)
         # what a hand edit removed from a current schema, to say what migrate repaired
         current = expected_version("sqlite" if store.dialect == "sqlite" else "postgres")
         lacking = (missing_objects(store, settings.database_url) or []
                    if before == current else [])
         report = (store_call(store, lambda: _migrate_postgres(settings.database_url, supabase,
-                                                              grant))
+                                                              grant, partition))
                   if store.dialect == "postgres" else None)
         after = report.version if report is not None else store_call(store, admin.migrate)
         still = missing_objects(store, settings.database_url) or []
@@ -93,22 +103,28 @@ def migrate(database_url: str | None, supabase: bool | None, grant: tuple[str, .
         out.print(f"Migrated {url}: v{before} -> v{after}.")
     if repaired:
         out.print(f"Repaired {url} (schema v{after}): re-created {', '.join(repaired)}.")
-    elif before == after:
+    elif before == after and not partition:
         out.print(f"Schema already at v{after} in {url}, every table, view and function "
                   "present; nothing to do.")
     if report is not None:
         _say_roles(out, report)
+    if partition:
+        out.print("agent_executions and agent_logs are partitioned by month (started_at, "
+                  "created_at), with partitions up to 3 months ahead and a DEFAULT partition; "
+                  "run `instrument migrate` monthly to keep them ahead.", markup=False)
     if still:
         raise CliError(f"after migrating, {url} still lacks {', '.join(still)}; check that "
                        "this database role may create tables, views and functions")
     return EXIT_OK
 
 
-def _migrate_postgres(url: str, supabase: bool | None, grant: Sequence[str]) -> RolesReport:
+def _migrate_postgres(url: str, supabase: bool | None, grant: Sequence[str],
+                      partition: bool = False) -> RolesReport:
     import psycopg  # late: psycopg is the optional `postgres` extra, present for this URL
 
     with psycopg.connect(url, connect_timeout=10) as conn:
-        return migrate_postgres_report(conn, supabase=supabase, grant=grant)
+        return migrate_postgres_report(conn, supabase=supabase, grant=grant,
+                                       partition_by_month=partition)
 
 
 def _say_roles(out: Console, report: RolesReport) -> None:

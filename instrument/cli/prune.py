@@ -59,8 +59,11 @@ def prune(database_url: str | None, age: timedelta, batch_size: int, dry_run: bo
                   f"row(s) created before {when} from {url} (dry run: nothing deleted).",
                   markup=False)
         return EXIT_OK
+    months = report.months_dropped
+    dropped = (f"; dropped the month partition(s) {', '.join(str(m) for m in months)} with one "
+               "statement each" if months else "")
     out.print(f"Deleted {executions:,} execution(s) started and {logs:,} agent_logs row(s) "
               f"created before {when} from {url}, in {report.batches} batch(es) of at most "
-              f"{batch_size:,}; agent_stats, agent_intensity_metrics and usage_ledger are "
-              "untouched.", markup=False)
+              f"{batch_size:,}{dropped}; agent_stats, agent_intensity_metrics and usage_ledger "
+              "are untouched.", markup=False)
     return EXIT_OK

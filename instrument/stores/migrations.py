@@ -442,14 +442,18 @@ def migrate_postgres(conn: psycopg.Connection[tuple[object, ...]]) -> int:
 
 
 def migrate_postgres_report(conn: psycopg.Connection[tuple[object, ...]], *,
-                            supabase: bool | None = None, grant: Sequence[str] = ()
-                            ) -> grants.RolesReport:
+                            supabase: bool | None = None, grant: Sequence[str] = (),
+                            partition_by_month: bool = False) -> grants.RolesReport:
     """Apply pending migrations, repair hand-removed tables/columns, grant roles.
 
     One transaction under an advisory lock, so concurrent ``migrate`` calls against one
     database apply each file once. `supabase` and `grant`: see :class:`grants.Roles` (``None``:
-    Supabase mode where its three roles exist).
+    Supabase mode where its three roles exist). `partition_by_month`: convert to the monthly
+    layout (:mod:`instrument.stores.postgres.partitioning`); a partitioned layout gets its
+    months ahead on every run.
     """
+    from instrument.stores.postgres import partitioning  # late: only Postgres needs it
+
     with conn.transaction():
         conn.execute("select pg_advisory_xact_lock(%s)", (_PG_LOCK_KEY,))
         conn.execute(_BOOTSTRAP["postgres"])
@@ -487,5 +491,6 @@ def migrate_postgres_report(conn: psycopg.Connection[tuple[object, ...]], *,
                     f'alter table public."{table}" add column if not exists '
                     f"{_addable(tables[table][col], 'postgres')}".encode()
                 )
+        partitioning.maintain(conn, convert=partition_by_month)
         ours = [*tables, VERSION_TABLE, *_views("postgres")]
         return roles.finish(ours, list(functions), grant, postgres_schema_version(conn) or 0)

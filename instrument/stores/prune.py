@@ -36,11 +36,13 @@ PRUNED = ("agent_executions", "agent_logs")
 
 @dataclass(frozen=True, slots=True)
 class PruneReport:
-    """Rows deleted (or, in a dry run, that would be) per table, and the batches it took."""
+    """Rows deleted (or, in a dry run, that would be) per table, and the batches it took;
+    `months_dropped`: the month partitions dropped whole (partitioned Postgres layout)."""
 
     deleted: dict[str, int]
     batches: int
     dry_run: bool
+    months_dropped: tuple[str, ...] = ()
 
 
 Progress = Callable[[str, int], None]
@@ -66,6 +68,11 @@ def prune(store: Store, before: datetime, *, batch_size: int = 5000, dry_run: bo
             return PruneReport(b.count(), 0, True)
         totals = dict.fromkeys(PRUNED, 0)
         batches = 0
+        months: list[str] = []
+        for drop in _whole_months(b, cutoff):  # partitioned Postgres: one statement a month
+            totals[drop.table] += drop.rows
+            if drop.partition:
+                months.append(drop.partition)
         while True:  # executions and their log rows
             executions, logs = b.executions_batch(batch_size)
             if not executions:
@@ -80,7 +87,16 @@ def prune(store: Store, before: datetime, *, batch_size: int = 5000, dry_run: bo
             totals["agent_logs"] += n
             if progress:
                 progress("agent_logs", totals["agent_logs"])
-    return PruneReport(totals, batches, False)
+    return PruneReport(totals, batches, False, tuple(months))
+
+
+def _whole_months(b: _Backend, cutoff: datetime) -> list[Any]:
+    """Month partitions ending by `cutoff`, dropped (instrument.stores.postgres.partitioning)."""
+    if not isinstance(b, _Postgres):
+        return []
+    from instrument.stores.postgres.partitioning import drop_months_before
+
+    return list(drop_months_before(b.conn, cutoff))
 
 
 class _Backend(Protocol):

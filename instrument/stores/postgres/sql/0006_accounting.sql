@@ -428,8 +428,10 @@ create or replace function public.instrument_ingest(records jsonb, default_write
             -- a row the ledger does not know of (written before the ledger, by hand, or by
             -- another writer at this very moment) stays as it is: a probe of the key instead
             -- would be ~1 ms per 1,000 rows cheaper, but a concurrent insert of the same id
-            -- would then fail the whole batch and, bisected, quarantine the record
-            on conflict (id) do nothing
+            -- would then fail the whole batch and, bisected, quarantine the record.
+            -- No conflict target: on the monthly-partitioned layout (partition_by_month.sql)
+            -- the key is (id, started_at); exactly once rests on the ledger (ins), not on it
+            on conflict do nothing
         ), lg as (
             insert into agent_logs (
                 id, execution_id, agent_id, user_id, run_output, full_output, status,
@@ -516,7 +518,7 @@ create or replace function public.instrument_ingest(records jsonb, default_write
                 offset 0
             ) as b
             order by b.execution_id
-            on conflict (execution_id) do nothing  -- as for agent_executions
+            on conflict do nothing  -- as for agent_executions (partitioned: no target)
         ), st as (
             -- runs are completed, failed and paused executions; a refused one only counts apart;
             -- the row's user_id is the agent's owner (owner_id), never the caller
