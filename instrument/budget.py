@@ -15,10 +15,11 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Final, Literal
 
 from instrument.errors import BudgetExceeded, ConfigurationError
+from instrument.record import usd_amount
 
 __all__ = [
     "PERS",
@@ -42,20 +43,9 @@ _ON_DOWN: Final = ("allow", "deny")
 
 
 def _usd(value: object) -> Decimal:
-    bad = ConfigurationError(
+    return usd_amount(value, ConfigurationError(
         f"Budget(limit_usd={value!r}): give the limit in USD as a non-negative number or "
-        "decimal string, e.g. Budget(limit_usd=5) or Budget(limit_usd='2.50')")
-    if isinstance(value, bool) or not isinstance(value, (int, float, str, Decimal)):
-        raise bad
-    if isinstance(value, float) and not math.isfinite(value):
-        raise bad
-    try:
-        usd = Decimal(repr(value) if isinstance(value, float) else value)
-    except InvalidOperation:
-        raise bad from None
-    if not usd.is_finite() or usd < 0:
-        raise bad
-    return usd
+        "decimal string, e.g. Budget(limit_usd=5) or Budget(limit_usd='2.50')"))
 
 
 @dataclass(frozen=True, slots=True)

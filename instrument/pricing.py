@@ -25,17 +25,16 @@ Why each rule:
 from __future__ import annotations
 
 import logging
-import math
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Final, TypeAlias
 
 from instrument.errors import ConfigurationError
 from instrument.ratelimit import RateLimiter, held_back
-from instrument.record import ExecutionRecord, TokenUsage
+from instrument.record import ExecutionRecord, TokenUsage, usd_amount
 
 if TYPE_CHECKING:
     from genai_prices.data_snapshot import DataSnapshot
@@ -112,20 +111,11 @@ class ModelRate:
 
 def _usd(model: str, key: str, value: object) -> Decimal:
     """A price as an exact Decimal (a float through its shortest repr: 0.15 is 0.15)."""
-    bad = ConfigurationError(
+    return usd_amount(value, ConfigurationError(
         f"prices[{model!r}][{key!r}]={value!r} is not a price; give USD per million tokens "
-        "as a non-negative number (e.g. 2.5) or a decimal string")
-    if isinstance(value, bool) or not isinstance(value, (int, float, str, Decimal)):
-        raise bad
-    if isinstance(value, float) and not math.isfinite(value):
-        raise bad
-    try:
-        usd = Decimal(repr(value) if isinstance(value, float) else value)
-    except InvalidOperation:
-        raise bad from None
-    if not usd.is_finite() or usd < 0:
-        raise bad
-    return usd
+        "as a non-negative number (e.g. 2.5) or a decimal string"))
+
+
 
 
 class PriceTable:

@@ -20,9 +20,10 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import re
 from datetime import datetime
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any, Final, Literal, TypeVar
 from uuid import UUID
 
@@ -48,6 +49,7 @@ __all__ = [
     "bounded_key",
     "bounded_text",
     "clean_text",
+    "usd_amount",
 ]
 
 _log = logging.getLogger(__name__)
@@ -83,6 +85,22 @@ def clean_text(value: str) -> str:
     except UnicodeEncodeError:
         return _SURROGATE.sub("\ufffd", value)
     return value
+
+
+def usd_amount(value: object, bad: Exception) -> Decimal:
+    """An amount of USD as an exact Decimal: a non-negative finite int, float (through its
+    shortest repr, so 0.15 is 0.15), decimal string or Decimal; anything else raises `bad`."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str, Decimal)):
+        raise bad
+    if isinstance(value, float) and not math.isfinite(value):
+        raise bad
+    try:
+        usd = Decimal(repr(value) if isinstance(value, float) else value)
+    except InvalidOperation:
+        raise bad from None
+    if not usd.is_finite() or usd < 0:
+        raise bad
+    return usd
 
 
 def bounded_key(value: str) -> str:
