@@ -267,13 +267,21 @@ class BudgetState:
             self._ids += 1
             ident = self._ids
             self._running[ident] = time.monotonic()
-        limit_tokens = budget.limit_tokens
-        if limit_tokens is not None:  # this process's runs still queued count too
-            queued = self.own.queued_tokens(budget.per, key, since_day(since))
-            limit_tokens = max(0, limit_tokens - queued)
         try:
-            return source.reserve(budget.per, key, since, budget.usd, limit_tokens,
-                                  execution_id, INFLIGHT_TTL_S)
+            for _ in range(3):
+                gen = self.own.settle_gen
+                limit_tokens = budget.limit_tokens
+                if limit_tokens is not None:  # this process's runs still queued count too
+                    queued = self.own.queued_tokens(budget.per, key, since_day(since))
+                    limit_tokens = max(0, limit_tokens - queued)
+                reservation = source.reserve(budget.per, key, since, budget.usd, limit_tokens,
+                                             execution_id, INFLIGHT_TTL_S)
+                # A refusal while one of our batches committed may have counted its runs
+                # twice (queued here and committed in the store's read): ask again.
+                if reservation.allowed or self.own.settle_gen == gen \
+                        or budget.limit_tokens is None:
+                    return reservation
+            return reservation
         finally:
             with self._pool_lock:
                 self._running.pop(ident, None)

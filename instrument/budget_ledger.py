@@ -112,6 +112,9 @@ class OwnSpend:
         self._keys: dict[tuple[str, str], _KeySpend] = {}
         #: which identities are counted (the `per` of every budget in the process)
         self.pers: frozenset[str] = frozenset()
+        #: bumped by every :meth:`settled` call: a strict check that counted queued runs and
+        #: sees it change knows a batch committed meanwhile (its store read may hold them)
+        self.settle_gen = 0
 
     def count(self, record: ExecutionRecord) -> None:
         """A run finished (call path: a few dict operations under a lock)."""
@@ -165,6 +168,7 @@ class OwnSpend:
         query that starts from now on holds them."""
         now = time.monotonic()
         with self._lock:
+            self.settle_gen += 1
             for record in records:
                 run = self._runs.get(record.execution_id)
                 if run is not None and run.settled_at is None:
