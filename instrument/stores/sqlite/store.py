@@ -25,6 +25,7 @@ import logging
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Collection, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -171,7 +172,7 @@ class SQLiteStore:
         try:
             conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_s * 1000)}")
             if self.path != ":memory:":
-                conn.execute("PRAGMA journal_mode = WAL")
+                _set_wal(conn, self.busy_timeout_s)
             conn.execute("PRAGMA synchronous = FULL")
             # Random execution ids dirty pages all over three indexes; a batch re-reads and
             # re-writes them. A 32 MiB page cache (default 2 MiB) keeps them in memory, and a
@@ -426,3 +427,19 @@ class SQLiteStore:
                 execution_id=single,
             )
         return StoreUnavailable(f"SQLite database {self.path}: {statement} failed ({message})")
+
+
+def _set_wal(conn: sqlite3.Connection, wait_s: float) -> None:
+    """``PRAGMA journal_mode = WAL``, retried while another process holds the file: SQLite
+    answers "database is locked" at once, without its busy handler, when a process is
+    creating or migrating a fresh file in rollback-journal mode. Waits at most `wait_s`."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            text = str(exc)
+            if ("locked" not in text and "busy" not in text) or time.monotonic() >= deadline:
+                raise
+            time.sleep(0.02)
